@@ -1,0 +1,39 @@
+# Common tasks. `make test` is the one command that runs the whole test suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: help venv test lint format migrate seed run dev-server clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with every dependency
+
+test: venv  ## run the whole test suite (real PostgreSQL, Redis, nginx and an S3 endpoint)
+	$(BIN)/pytest
+
+lint: venv  ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## fix what ruff can fix
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: venv  ## apply migrations to DATABASE_URL
+	$(BIN)/python manage.py migrate
+
+seed: migrate  ## demo catalog
+	$(BIN)/python manage.py seed_demo
+
+dev-server: migrate  ## runserver on 127.0.0.1:8000 (PostgreSQL and Redis from .env or the defaults)
+	$(BIN)/python manage.py runserver 127.0.0.1:8000

@@ -1,0 +1,105 @@
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+from shop.catalog.storage import product_image_storage
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=140, unique=True)
+    description = models.TextField(blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("catalog:category", args=[self.slug])
+
+
+class ProductQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class Product(models.Model):
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=220, unique=True)
+    sku = models.CharField("SKU", max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    price = models.DecimalField(
+        max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.00"))]
+    )
+    stock = models.IntegerField(default=0, validators=[MinValueValidator(0)])
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # The last line of defence: no code path can sell stock that is not there.
+            models.CheckConstraint(condition=models.Q(stock__gte=0), name="product_stock_non_negative"),
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_non_negative"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("catalog:product", args=[self.slug])
+
+    @property
+    def main_image(self):
+        images = list(self.images.all())
+        return images[0] if images else None
+
+    @property
+    def in_stock(self):
+        return self.stock > 0
+
+
+class ProductImage(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    # The name is the SHA-256 of the re-encoded bytes (shop/catalog/images.py), never the
+    # uploader's; identical uploads share one file.
+    image = models.ImageField(max_length=255, storage=product_image_storage)
+    alt_text = models.CharField(max_length=200, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    width = models.PositiveIntegerField(default=0, editable=False)
+    height = models.PositiveIntegerField(default=0, editable=False)
+    thumbnail_small = models.CharField(max_length=255, blank=True, editable=False)
+    thumbnail_large = models.CharField(max_length=255, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return self.alt_text or self.image.name
+
+    def stored_names(self) -> list[str]:
+        """Every file in MEDIA_ROOT that belongs to this image."""
+        return [name for name in (self.image.name, self.thumbnail_small, self.thumbnail_large) if name]
+
+    def _url_or_original(self, name: str) -> str:
+        # Thumbnails are made after commit by a Celery task; until then, show the original.
+        return product_image_storage.url(name) if name else self.image.url
+
+    @property
+    def small_url(self):
+        return self._url_or_original(self.thumbnail_small)
+
+    @property
+    def large_url(self):
+        return self._url_or_original(self.thumbnail_large)

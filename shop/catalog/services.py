@@ -1,0 +1,98 @@
+"""Catalog operations that views, the admin, Celery tasks and tests share."""
+
+import logging
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import Q
+
+from shop.catalog.images import THUMBNAIL_SIZES, make_thumbnail, normalize_image, thumbnail_name
+from shop.catalog.models import Product, ProductImage
+from shop.catalog.storage import product_image_storage
+
+logger = logging.getLogger(__name__)
+
+
+def add_product_image(product: Product, upload, alt_text: str = "", position: int = 0) -> ProductImage:
+    """Validate and store an uploaded image for a product; thumbnails follow after commit."""
+    normalized = normalize_image(upload)
+    image = ProductImage(product=product, alt_text=alt_text, position=position)
+    image.image = normalized.as_content_file()
+    image.width, image.height = normalized.width, normalized.height
+    image.save()
+    return image
+
+
+def schedule_thumbnails(image: ProductImage) -> None:
+    from shop.catalog.tasks import generate_thumbnails
+
+    image_id = image.pk
+    transaction.on_commit(lambda: generate_thumbnails.delay(image_id))
+
+
+def generate_thumbnails_for(image_id: int) -> ProductImage | None:
+    image = ProductImage.objects.filter(pk=image_id).first()
+    if image is None:
+        return None  # deleted before the task ran
+    names = {}
+    for label, size in THUMBNAIL_SIZES.items():
+        name = thumbnail_name(image.image.name, label)
+        if not product_image_storage.exists(name):
+            with product_image_storage.open(image.image.name) as source:
+                data = make_thumbnail(source, size)
+            product_image_storage.save(name, ContentFile(data))
+        names[label] = name
+    ProductImage.objects.filter(pk=image_id).update(
+        thumbnail_small=names["small"], thumbnail_large=names["large"]
+    )
+    image.thumbnail_small, image.thumbnail_large = names["small"], names["large"]
+    return image
+
+
+def delete_files_after_commit(names: list[str]) -> None:
+    """Remove files once the deleting transaction has committed, if no row names them.
+
+    Deleting in post_delete directly would lose the file when the transaction rolls back,
+    leaving a row that points at nothing.
+    """
+    names = [name for name in names if name]
+    if names:
+        transaction.on_commit(lambda: delete_unreferenced_files(names))
+
+
+def delete_unreferenced_files(names: list[str]) -> list[str]:
+    still_used = set()
+    for row in ProductImage.objects.filter(
+        Q(image__in=names) | Q(thumbnail_small__in=names) | Q(thumbnail_large__in=names)
+    ).values_list("image", "thumbnail_small", "thumbnail_large"):
+        still_used.update(row)
+    deleted = []
+    for name in names:
+        if name in still_used:
+            continue
+        product_image_storage.delete(name)
+        deleted.append(name)
+    if deleted:
+        logger.info("deleted unreferenced product image files: %s", ", ".join(deleted))
+    return deleted
+
+
+def search_products(query: str):
+    """Active products matching `query`, best first (PostgreSQL full-text search)."""
+    from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, TrigramWordSimilarity
+
+    vector = (
+        SearchVector("name", weight="A")
+        + SearchVector("sku", weight="A")
+        + SearchVector("description", weight="B")
+    )
+    search_query = SearchQuery(query, search_type="websearch")
+    return (
+        Product.objects.active()
+        .annotate(
+            rank=SearchRank(vector, search_query),
+            similarity=TrigramWordSimilarity(query, "name"),
+        )
+        .filter(Q(rank__gt=0) | Q(similarity__gt=0.4) | Q(sku__iexact=query))
+        .order_by("-rank", "-similarity", "name")
+    )

@@ -1,0 +1,37 @@
+"""Keep MEDIA_ROOT in step with ProductImage rows, only ever after a commit."""
+
+from django.db.models.signals import post_delete, post_init, post_save, pre_save
+from django.dispatch import receiver
+
+from shop.catalog.models import ProductImage
+from shop.catalog.services import delete_files_after_commit, schedule_thumbnails
+
+
+@receiver(post_init, sender=ProductImage)
+def remember_stored_names(sender, instance, **kwargs):
+    instance._stored_names_at_load = instance.stored_names() if instance.pk else []
+
+
+def _image_replaced(instance) -> bool:
+    previous = instance._stored_names_at_load
+    return bool(previous) and previous[0] != instance.image.name
+
+
+@receiver(pre_save, sender=ProductImage)
+def forget_stale_thumbnails(sender, instance, **kwargs):
+    if _image_replaced(instance):
+        instance.thumbnail_small = instance.thumbnail_large = ""
+
+
+@receiver(post_save, sender=ProductImage)
+def after_image_saved(sender, instance, created, **kwargs):
+    if created or _image_replaced(instance):
+        schedule_thumbnails(instance)
+        current = instance.stored_names()
+        delete_files_after_commit([n for n in instance._stored_names_at_load if n not in current])
+    instance._stored_names_at_load = instance.stored_names()
+
+
+@receiver(post_delete, sender=ProductImage)
+def after_image_deleted(sender, instance, **kwargs):
+    delete_files_after_commit(instance.stored_names())

@@ -1,0 +1,20 @@
+from django.conf import settings
+from django.conf.urls.static import static
+from django.contrib import admin
+from django.urls import include, path
+
+from shop import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("shop.accounts.urls")),
+    path("cart/", include("shop.cart.urls")),
+    path("orders/", include("shop.orders.urls")),
+    path("", include("shop.catalog.urls")),
+]
+
+if settings.DEBUG:
+    # nginx serves /media/ in the stack; runserver needs this in development.
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
