@@ -22,9 +22,11 @@ DEBUG = env.bool("DJANGO_DEBUG", default=True)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("change-me")):
+if not DEBUG and (
+    len(SECRET_KEY) < 32 or SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("change-me")
+):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is missing or still the default while DJANGO_DEBUG is false. "
+        "DJANGO_SECRET_KEY is missing, too short or still the default while DJANGO_DEBUG is false. "
         "Set it to a long random value, for example: "
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
     )

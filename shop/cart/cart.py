@@ -23,10 +23,21 @@ class CartLine:
         return self.product.price * self.quantity
 
 
+def _valid_items(raw) -> dict[str, int]:
+    """The cart entries of a session, skipping anything malformed (old or tampered data)."""
+    if not isinstance(raw, dict):
+        return {}
+    items = {}
+    for key, quantity in raw.items():
+        if str(key).isdigit() and isinstance(quantity, int) and 0 < quantity <= MAX_QUANTITY_PER_LINE:
+            items[str(key)] = quantity
+    return items
+
+
 class Cart:
     def __init__(self, session):
         self.session = session
-        self.items: dict[str, int] = dict(session.get(SESSION_KEY, {}))
+        self.items: dict[str, int] = _valid_items(session.get(SESSION_KEY))
 
     def add(self, product: Product, quantity: int = 1) -> None:
         self.set(product, self.items.get(str(product.pk), 0) + quantity)

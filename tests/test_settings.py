@@ -1,0 +1,70 @@
+"""Production mode: `check --deploy` is clean, and a default secret key is refused."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shop.settings import DEVELOPMENT_SECRET_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage(*args, **env):
+    environment = {**os.environ, "DJANGO_READ_DOT_ENV": "false", **env}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy_passes_in_production_mode(tmp_path):
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="shop.example.com",
+        LOG_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "secret_key", ["", DEVELOPMENT_SECRET_KEY, "change-me-in-the-env-file-please-0123456789", "short"]
+)
+def test_production_refuses_to_start_with_a_default_or_weak_secret_key(tmp_path, secret_key):
+    result = manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=secret_key, LOG_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is missing, too short or still the default" in result.stderr
+
+
+def test_production_refuses_a_missing_secret_key(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **environment,
+            "DJANGO_READ_DOT_ENV": "false",
+            "DJANGO_DEBUG": "false",
+            "LOG_DIR": str(tmp_path),
+        },
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY" in result.stderr
