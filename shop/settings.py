@@ -75,6 +75,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "shop.context_processors.shop",
                 "shop.cart.context_processors.cart_summary",
                 "shop.catalog.context_processors.categories",
             ],
