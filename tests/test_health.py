@@ -43,3 +43,35 @@ def test_readyz_is_503_when_postgresql_is_unreachable(client, settings):
         connection.settings_dict["PORT"] = original
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("error")
+
+
+def wsgi_get(path: str) -> tuple[str, bytes]:
+    """A request through Django's real WSGI handler. The test client is not used here: it
+    turns off the request_started hook that checks persistent connections."""
+    from wsgiref.util import setup_testing_defaults
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    environ = {"PATH_INFO": path, "HTTP_HOST": "localhost"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(WSGIHandler()(environ, lambda s, headers: status.append(s)))
+    return status[0], body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shop_reconnects_by_itself_after_postgresql_drops_its_connection():
+    """What a PostgreSQL restart looks like to the app: its persistent connection dies."""
+    import psycopg
+    from django.db import connection
+
+    assert wsgi_get("/readyz")[0].startswith("200")
+    assert connection.connection is not None  # kept open between requests (CONN_MAX_AGE)
+    dead_pid = connection.connection.info.backend_pid
+    with psycopg.connect(**{**connection.get_connection_params(), "autocommit": True}) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [dead_pid])
+
+    status, body = wsgi_get("/readyz")
+
+    assert status.startswith("200"), body
+    assert connection.connection.info.backend_pid != dead_pid
