@@ -259,4 +259,6 @@ BACKUP_CRONTAB = _cron_schedule(BACKUP_SCHEDULE)
 # --- Shop -------------------------------------------------------------------------------
 SHOP_NAME = env.str("SHOP_NAME", default="Django Shop")
 SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="EUR")
+# Shown to customers who pay by bank transfer, e.g. "IBAN DE00 0000 0000 0000 0000 00 (Shop GmbH)".
+SHOP_BANK_ACCOUNT = env.str("SHOP_BANK_ACCOUNT", default="")
 PRODUCTS_PER_PAGE = 12

@@ -21,7 +21,7 @@ class PaymentProvider:
 
 class BankTransfer(PaymentProvider):
     def instructions(self, order) -> str:
-        account = getattr(settings, "SHOP_BANK_ACCOUNT", "") or "the account shown on our invoice"
+        account = settings.SHOP_BANK_ACCOUNT or "the account shown on our invoice"
         return (
             f"Please transfer {order.total} {order.currency} to {account}, "
             f"quoting your order number {order.number}. We ship once the payment has arrived."
