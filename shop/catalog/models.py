@@ -1,10 +1,10 @@
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 
-from shop.catalog.storage import product_image_storage
+from shop.catalog.storage import lock_image_files, product_image_storage
 
 
 class Category(models.Model):
@@ -87,6 +87,13 @@ class ProductImage(models.Model):
 
     def __str__(self):
         return self.alt_text or self.image.name
+
+    def save(self, *args, **kwargs):
+        # Under the file lock: a concurrent clean-up must not delete a shared file that this
+        # row is about to name (see catalog.services.delete_unreferenced_files).
+        with transaction.atomic():
+            lock_image_files([self.image.name])
+            super().save(*args, **kwargs)
 
     def stored_names(self) -> list[str]:
         """Every file in MEDIA_ROOT that belongs to this image."""

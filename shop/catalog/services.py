@@ -8,7 +8,7 @@ from django.db.models import Q
 
 from shop.catalog.images import THUMBNAIL_SIZES, make_thumbnail, normalize_image, thumbnail_name
 from shop.catalog.models import Product, ProductImage
-from shop.catalog.storage import product_image_storage
+from shop.catalog.storage import lock_image_files, product_image_storage
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +31,21 @@ def schedule_thumbnails(image: ProductImage) -> None:
 
 
 def generate_thumbnails_for(image_id: int) -> ProductImage | None:
-    image = ProductImage.objects.filter(pk=image_id).first()
-    if image is None:
-        return None  # deleted before the task ran
-    names = {}
-    for label, size in THUMBNAIL_SIZES.items():
-        name = thumbnail_name(image.image.name, label)
-        if not product_image_storage.exists(name):
-            with product_image_storage.open(image.image.name) as source:
-                data = make_thumbnail(source, size)
-            product_image_storage.save(name, ContentFile(data))
-        names[label] = name
-    ProductImage.objects.filter(pk=image_id).update(
-        thumbnail_small=names["small"], thumbnail_large=names["large"]
-    )
-    image.thumbnail_small, image.thumbnail_large = names["small"], names["large"]
+    with transaction.atomic():
+        image = ProductImage.objects.filter(pk=image_id).first()
+        if image is None:
+            return None  # deleted before the task ran
+        lock_image_files([image.image.name])
+        names = {label: thumbnail_name(image.image.name, label) for label in THUMBNAIL_SIZES}
+        for label, name in names.items():
+            if not product_image_storage.exists(name):
+                with product_image_storage.open(image.image.name) as source:
+                    data = make_thumbnail(source, THUMBNAIL_SIZES[label])
+                product_image_storage.save(name, ContentFile(data))
+        image.thumbnail_small, image.thumbnail_large = names["small"], names["large"]
+        ProductImage.objects.filter(pk=image_id).update(
+            thumbnail_small=image.thumbnail_small, thumbnail_large=image.thumbnail_large
+        )
     return image
 
 
@@ -61,17 +61,16 @@ def delete_files_after_commit(names: list[str]) -> None:
 
 
 def delete_unreferenced_files(names: list[str]) -> list[str]:
-    still_used = set()
-    for row in ProductImage.objects.filter(
-        Q(image__in=names) | Q(thumbnail_small__in=names) | Q(thumbnail_large__in=names)
-    ).values_list("image", "thumbnail_small", "thumbnail_large"):
-        still_used.update(row)
-    deleted = []
-    for name in names:
-        if name in still_used:
-            continue
-        product_image_storage.delete(name)
-        deleted.append(name)
+    with transaction.atomic():
+        lock_image_files(names)
+        still_used = set()
+        for row in ProductImage.objects.filter(
+            Q(image__in=names) | Q(thumbnail_small__in=names) | Q(thumbnail_large__in=names)
+        ).values_list("image", "thumbnail_small", "thumbnail_large"):
+            still_used.update(row)
+        deleted = [name for name in names if name not in still_used]
+        for name in deleted:
+            product_image_storage.delete(name)
     if deleted:
         logger.info("deleted unreferenced product image files: %s", ", ".join(deleted))
     return deleted

@@ -2,6 +2,8 @@
 
 A file's name is the hash of its bytes, so a name that exists already holds exactly those
 bytes: saving it again writes nothing, and the file is shared by every row that names it.
+Because files are shared, deciding that a file is unused and deleting it must not interleave
+with a new row starting to use it: both happen under `lock_image_files`.
 A file appears under its name only once it is complete (written to a temporary file in
 the same directory, then hard-linked into place), so a crash never leaves half an image.
 """
@@ -11,6 +13,7 @@ import os
 import tempfile
 
 from django.core.files.storage import FileSystemStorage
+from django.db import connection
 
 
 class ContentAddressedStorage(FileSystemStorage):
@@ -41,3 +44,19 @@ class ContentAddressedStorage(FileSystemStorage):
 
 # No location given: it follows settings.MEDIA_ROOT, also when tests override it.
 product_image_storage = ContentAddressedStorage()
+
+
+def content_key(name: str) -> str:
+    """The hash an image file and its thumbnails share ("products/ab/abcd...-300.webp" -> "abcd...")."""
+    return name.rsplit("/", 1)[-1].split(".", 1)[0].split("-", 1)[0]
+
+
+def lock_image_files(names) -> None:
+    """Hold a transaction-level lock on these files' content until the transaction ends.
+
+    Taken in sorted order, so two transactions locking several files cannot deadlock.
+    """
+    assert connection.in_atomic_block, "lock_image_files() only makes sense inside a transaction"
+    with connection.cursor() as cursor:
+        for key in sorted({content_key(name) for name in names if name}):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"product-image:{key}"])

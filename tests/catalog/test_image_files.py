@@ -75,3 +75,45 @@ def test_identical_uploads_share_a_file_that_outlives_one_of_them(
         first.delete()
 
     assert (media_root / second.image.name).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_never_deletes_a_file_that_a_concurrent_upload_is_starting_to_use(make_product, media_root):
+    """Row A is deleted while row B, with the same content, is being saved but not committed:
+    the clean-up must wait for B and then keep the shared file."""
+    import threading
+
+    from django.db import connections
+
+    first = add_product_image(make_product(), upload("green"))
+    second_product = make_product()
+    saved, proceed = threading.Event(), threading.Event()
+
+    def save_twin_slowly():
+        try:
+            with transaction.atomic():
+                add_product_image(second_product, upload("green"))
+                saved.set()
+                proceed.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def delete_first():
+        try:
+            ProductImage.objects.get(pk=first.pk).delete()  # clean-up runs after this commit
+        finally:
+            connections.close_all()
+
+    twin = threading.Thread(target=save_twin_slowly)
+    twin.start()
+    assert saved.wait(timeout=30)
+    deleter = threading.Thread(target=delete_first)
+    deleter.start()
+    deleter.join(timeout=1)
+    assert deleter.is_alive(), "the clean-up should wait for the uncommitted upload"
+    proceed.set()
+    twin.join(timeout=30)
+    deleter.join(timeout=30)
+
+    assert ProductImage.objects.get().image.name == first.image.name
+    assert (media_root / first.image.name).exists()
