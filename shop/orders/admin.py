@@ -4,24 +4,27 @@ from shop.orders.models import Order, OrderEvent, OrderLine, OrderStatus
 from shop.orders.services import InvalidTransition, change_status
 
 
-class OrderLineInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """Lines and events are history: shown, never edited in the admin."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class OrderLineInline(ReadOnlyInline):
     model = OrderLine
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ["product_name", "sku", "unit_price", "quantity", "line_total"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ["product_name", "sku", "unit_price", "quantity", "line_total"]
 
 
-class OrderEventInline(admin.TabularInline):
+class OrderEventInline(ReadOnlyInline):
     model = OrderEvent
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ["created_at", "from_status", "to_status", "actor", "note"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ["created_at", "from_status", "to_status", "actor", "note"]
 
 
 def _status_action(target: OrderStatus):

@@ -72,3 +72,13 @@ def test_admin_action_marks_paid(order, admin_client):
     order.refresh_from_db()
     assert order.status == OrderStatus.PAID
     assert order.events.last().actor.is_staff
+
+
+def test_admin_order_page_shows_lines_and_history_read_only(order, admin_client):
+    order, product = order
+    response = admin_client.get(f"/admin/orders/order/{order.pk}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert product.sku in page
+    assert "Order placed" in page
+    assert 'name="lines-0-quantity"' not in page
