@@ -19,12 +19,12 @@ class ReadOnlyInline(admin.TabularInline):
 
 class OrderLineInline(ReadOnlyInline):
     model = OrderLine
-    fields = ["product_name", "sku", "unit_price", "quantity", "line_total"]
+    fields = readonly_fields = ["product_name", "sku", "unit_price", "quantity", "line_total"]
 
 
 class OrderEventInline(ReadOnlyInline):
     model = OrderEvent
-    fields = ["created_at", "from_status", "to_status", "actor", "note"]
+    fields = readonly_fields = ["created_at", "from_status", "to_status", "actor", "note"]
 
 
 def _status_action(target: OrderStatus):
