@@ -2,6 +2,7 @@
 
 import logging
 import tempfile
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -49,6 +50,30 @@ def run_checks() -> dict[str, str]:
     return results
 
 
+def backup_freshness() -> dict:
+    """The newest good (checksum-verified) local backup set and its age, from the backup volume.
+
+    Reported by /readyz but not part of readiness: a missing or stale backup is an alert for
+    the operator, not a reason to take the shop out of the load balancer.
+    """
+    from shop.backups.inventory import newest_good_set
+
+    max_age = settings.BACKUP_MAX_AGE_HOURS * 3600
+    try:
+        newest = newest_good_set()
+    except Exception as exc:  # a probe reports every failure, whatever its type
+        return {"status": f"error: {exc.__class__.__name__}: {exc}", "max_age_seconds": max_age}
+    if newest is None:
+        return {"status": "missing", "max_age_seconds": max_age}
+    age = round((datetime.now(UTC) - newest["created_at"]).total_seconds())
+    return {
+        "status": "ok" if age <= max_age else "stale",
+        "newest_id": newest["id"],
+        "age_seconds": age,
+        "max_age_seconds": max_age,
+    }
+
+
 @never_cache
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -59,5 +84,6 @@ def readyz(request):
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
+        {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup_freshness()},
+        status=200 if ready else 503,
     )

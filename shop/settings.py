@@ -171,6 +171,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"shop.backups.tasks.*": {"queue": "backups"}}
 CELERY_TIMEZONE = "UTC"
+# Filled in the Backups section below, once BACKUP_CRONTAB is known.
 CELERY_BEAT_SCHEDULE = {}
 
 # --- Security (production values unless DEBUG) ------------------------------------------
@@ -255,6 +256,16 @@ def _cron_schedule(expression: str) -> crontab:
 
 
 BACKUP_CRONTAB = _cron_schedule(BACKUP_SCHEDULE)
+# Database-level work (advisory lock, CREATE/RENAME DATABASE) runs here, never in the shop's
+# own database: a restore renames that one and terminates its sessions.
+BACKUP_MAINTENANCE_DATABASE = env.str("BACKUP_MAINTENANCE_DATABASE", default="postgres")
+# /readyz reports the newest good backup as "stale" when it is older than this.
+BACKUP_MAX_AGE_HOURS = env.int("BACKUP_MAX_AGE_HOURS", default=26)
+CELERY_BEAT_SCHEDULE["backup-set"] = {
+    "task": "shop.backups.tasks.scheduled_backup",
+    "schedule": BACKUP_CRONTAB,
+    "options": {"queue": "backups"},
+}
 
 # --- Shop -------------------------------------------------------------------------------
 SHOP_NAME = env.str("SHOP_NAME", default="Django Shop")

@@ -1,0 +1,46 @@
+"""The backup status page in the Django admin, read from the backup storage (not the database)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.template.response import TemplateResponse
+
+from shop.backups import s3
+from shop.backups.errors import BackupError
+from shop.backups.inventory import list_sets
+from shop.backups.models import BackupSet
+from shop.backups.status import read_status
+
+
+@admin.register(BackupSet)
+class BackupSetAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        try:
+            # Local sets only: S3 listing is slow and may be down; offsite state comes from status.json.
+            sets, error = list_sets("local"), ""
+        except BackupError as exc:
+            sets, error = [], str(exc)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Backups",
+            "opts": self.model._meta,
+            "sets": sets,
+            "status": read_status(),
+            "error": error,
+            "backup_path": settings.BACKUP_PATH,
+            "s3_target": s3.describe_target() if s3.configured() else "",
+            "schedule": settings.BACKUP_SCHEDULE,
+        }
+        return TemplateResponse(request, "admin/backups/status.html", context)

@@ -1,0 +1,144 @@
+"""Making a backup set: dump + uploads archive + manifest, published atomically, then offsite."""
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+
+import shop
+from shop.backups import local, retention, s3, status
+from shop.backups.archive import write_uploads_archive
+from shop.backups.database import dump_database, live_database_name
+from shop.backups.errors import BackupError, OffsiteError
+from shop.backups.lock import backup_lock
+from shop.backups.manifest import (
+    DB_FILE,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    PARTS,
+    UPLOADS_FILE,
+    new_set_id,
+    verify_files,
+    write_json_atomic,
+)
+
+logger = logging.getLogger("shop.backups")
+
+
+@dataclass
+class BackupOutcome:
+    set_id: str
+    manifest: dict
+    offsite: bool | None  # None: not uploaded (--no-upload or S3 not configured)
+    offsite_error: str = ""
+
+
+def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOutcome:
+    """Make one backup set; BackupBusy at once if another backup or restore is running."""
+    with backup_lock("backup"):
+        for name in local.remove_leftovers():
+            logger.warning("removed %s, left behind by an interrupted backup or fetch", name)
+        set_id = _unused_set_id()
+        try:
+            manifest = _write_set(set_id, only, report)
+        except Exception as exc:
+            logger.exception("BACKUP FAILED: set %s was not written", set_id)
+            status.record_failure("backup", exc, set_id)
+            raise
+        status.record_success(set_id)
+        outcome = BackupOutcome(set_id, manifest, offsite=None)
+        if upload and s3.configured():
+            try:
+                upload_local_set(set_id, report)
+                outcome.offsite = True
+            except OffsiteError as exc:
+                outcome.offsite, outcome.offsite_error = False, str(exc)
+        _prune(report)
+        return outcome
+
+
+def _unused_set_id() -> str:
+    # IDs have one-second resolution; two quick backups in a row must not share one.
+    while True:
+        set_id = new_set_id()
+        if not local.set_dir(set_id).exists():
+            return set_id
+        time.sleep(0.2)
+
+
+def _write_set(set_id: str, only: str | None, report) -> dict:
+    started_at = datetime.now(UTC)
+    incomplete = local.backup_root() / f"{local.INCOMPLETE_PREFIX}{set_id}"
+    incomplete.mkdir()
+    try:
+        manifest = {
+            "format": FORMAT_VERSION,
+            "id": set_id,
+            "started_at": started_at.isoformat(),
+            "app_version": shop.__version__,
+            "contents": [only] if only else list(PARTS),
+            "files": {},
+        }
+        if only in (None, "db"):
+            report.step(f"Dumping database {live_database_name()} ...")
+            dump = dump_database(incomplete / DB_FILE, report)
+            manifest["files"][DB_FILE] = {"size": dump.size, "sha256": dump.sha256}
+            manifest["database"] = {
+                "name": live_database_name(),
+                "server_version": dump.server_version,
+                "pg_dump_version": dump.pg_dump_version,
+                "migrations": dump.migrations,
+                "row_counts": dump.row_counts,
+            }
+        if only in (None, "uploads"):
+            report.step(f"Archiving uploads from {settings.MEDIA_ROOT} ...")
+            archive = write_uploads_archive(Path(settings.MEDIA_ROOT), incomplete / UPLOADS_FILE, report)
+            manifest["files"][UPLOADS_FILE] = {"size": archive.size, "sha256": archive.sha256}
+            manifest["uploads"] = {"file_count": archive.file_count, "bytes": archive.file_bytes}
+        manifest["finished_at"] = datetime.now(UTC).isoformat()
+        write_json_atomic(incomplete / MANIFEST_NAME, manifest)
+        final = local.publish(incomplete, set_id)
+    except BaseException:
+        shutil.rmtree(incomplete, ignore_errors=True)
+        raise
+    # Read back what is on disk: a set is only called good once its files proved their checksums.
+    report.step(f"Verifying set {set_id} ...")
+    try:
+        verify_files(final, manifest, report)
+    except BackupError as exc:
+        status.record_local_check(set_id, False, str(exc))
+        raise
+    status.record_local_check(set_id, True)
+    return manifest
+
+
+def upload_local_set(set_id: str, report) -> None:
+    """Copy a local set to S3 and record the result; OffsiteError (recorded) if S3 fails."""
+    report.step(f"Uploading set {set_id} to {s3.describe_target()} ...")
+    try:
+        s3.upload_set(local.set_dir(set_id), local.local_manifest(set_id), report)
+    except OffsiteError as exc:
+        logger.error("BACKUP NOT OFFSITE: set %s is kept locally only: %s", set_id, exc)
+        status.record_offsite(set_id, False, str(exc))
+        status.record_failure("upload", exc, set_id)
+        raise
+    status.record_offsite(set_id, True)
+    report.step(f"Set {set_id} is offsite (checksums verified by S3).")
+
+
+def upload_with_lock(set_id: str, report) -> None:
+    """Upload a set outside a backup run (the retry task), never alongside one."""
+    with backup_lock("upload"):
+        upload_local_set(set_id, report)
+
+
+def _prune(report) -> None:
+    try:
+        retention.prune(report)
+    except Exception as exc:  # a failed prune must not turn a good backup into a failed one
+        logger.exception("BACKUP RETENTION FAILED")
+        status.record_failure("retention", exc)

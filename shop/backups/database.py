@@ -1,0 +1,263 @@
+"""PostgreSQL: dump, restore into a new database, and swap databases by renaming.
+
+pg_dump and pg_restore get the connection from settings.DATABASES through libpq's
+environment (PGHOST, PGPASSWORD, ...), so the password never appears on a command line.
+Database-level work (create, rename, terminate) runs on the maintenance database, because
+a database cannot be renamed while anyone, including us, is connected to it.
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+from psycopg import sql
+
+from shop.backups.errors import BackupError
+from shop.backups.manifest import CHUNK_SIZE, HashingWriter
+
+MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+def live_database_name() -> str:
+    return settings.DATABASES["default"]["NAME"]
+
+
+def _connection_settings() -> dict:
+    db = settings.DATABASES["default"]
+    return {
+        "host": db.get("HOST") or None,
+        "port": db.get("PORT") or None,
+        "user": db.get("USER") or None,
+        "password": db.get("PASSWORD") or None,
+    }
+
+
+def connect(dbname: str, application_name: str = "shop-backups") -> psycopg.Connection:
+    params = {key: value for key, value in _connection_settings().items() if value}
+    return psycopg.connect(dbname=dbname, application_name=application_name, autocommit=True, **params)
+
+
+def maintenance_connection(application_name: str = "shop-backups") -> psycopg.Connection:
+    return connect(settings.BACKUP_MAINTENANCE_DATABASE, application_name)
+
+
+def libpq_env(dbname: str) -> dict:
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env.update({names[key]: str(value) for key, value in _connection_settings().items() if value})
+    env["PGDATABASE"] = dbname
+    env["PGAPPNAME"] = "shop-backups"
+    return env
+
+
+def tool_version(tool: str) -> str:
+    """'15.20' from `pg_dump --version` ('pg_dump (PostgreSQL) 15.20 (Debian ...)')."""
+    try:
+        output = subprocess.run([tool, "--version"], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise BackupError(f"{tool} is not installed: install the PostgreSQL client tools.") from None
+    match = re.search(r"\) (\d+(?:\.\d+)?)", output)
+    if not match:
+        raise BackupError(f"cannot read the version of {tool} from {output!r}")
+    return match.group(1)
+
+
+def major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def server_version(conn: psycopg.Connection) -> str:
+    return conn.execute("SHOW server_version").fetchone()[0].split()[0]
+
+
+def table_row_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Rows of every ordinary table outside the system schemas, by 'schema.table'."""
+    tables = conn.execute(
+        """
+        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+        ORDER BY 1, 2
+        """
+    ).fetchall()
+    counts = {}
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+        counts[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    return counts
+
+
+def migration_state(conn: psycopg.Connection) -> dict[str, list[str]]:
+    state: dict[str, list[str]] = {}
+    for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
+        state.setdefault(app, []).append(name)
+    return state
+
+
+@dataclass
+class DumpResult:
+    sha256: str
+    size: int
+    row_counts: dict[str, int]
+    migrations: dict[str, list[str]]
+    server_version: str
+    pg_dump_version: str
+
+
+def dump_database(out_path: Path, report) -> DumpResult:
+    """Stream `pg_dump --format=custom` into out_path, hashing on the way.
+
+    The row counts and migration state are read in a REPEATABLE READ transaction whose
+    snapshot pg_dump imports, so they describe exactly the data in the dump.
+    """
+    dbname = live_database_name()
+    pg_dump_version = tool_version("pg_dump")
+    with connect(dbname) as conn:
+        conn.autocommit = False
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        version = server_version(conn)
+        counts = table_row_counts(conn)
+        migrations = migration_state(conn)
+        command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot}"]
+        with open(out_path, "wb") as raw, report.track("database dump", None) as advance:
+            writer = HashingWriter(raw)
+            _run_streaming(command, libpq_env(dbname), writer, advance)
+            raw.flush()
+            os.fsync(raw.fileno())
+        conn.rollback()
+    return DumpResult(writer.sha256.hexdigest(), writer.size, counts, migrations, version, pg_dump_version)
+
+
+def _run_streaming(command: list[str], env: dict, writer: HashingWriter, advance) -> None:
+    # stderr goes to a file: a pipe nobody reads could fill up and stall pg_dump.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        try:
+            while chunk := process.stdout.read(CHUNK_SIZE):
+                writer.write(chunk)
+                advance(len(chunk))
+        finally:
+            process.stdout.close()
+            returncode = process.wait()
+        if returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise BackupError(f"{command[0]} failed (exit {returncode}): {message}")
+
+
+def database_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+
+
+def database_size(conn: psycopg.Connection, name: str) -> int | None:
+    row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", [name])
+    result = row.fetchone()
+    return result[0] if result else None
+
+
+def derived_name(suffix: str) -> str:
+    """A database name derived from the shop's, so we only ever create and drop our own."""
+    name = f"{live_database_name()}__{suffix}"
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise BackupError(
+            f"the database name {name!r} would exceed PostgreSQL's {MAX_IDENTIFIER_LENGTH} characters; "
+            "use a shorter database name."
+        )
+    return name
+
+
+def create_database(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+
+
+def drop_database(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def restore_dump(dump_path: Path, dbname: str) -> None:
+    """pg_restore into an empty database; objects are owned by the shop's database user."""
+    jobs = max(1, min(4, os.cpu_count() or 1))
+    command = [
+        "pg_restore",
+        "--no-password",
+        "--exit-on-error",
+        "--no-owner",
+        "--no-acl",
+        f"--jobs={jobs}",
+        f"--dbname={dbname}",
+        str(dump_path),
+    ]
+    result = subprocess.run(command, env=libpq_env(dbname), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BackupError(f"pg_restore failed (exit {result.returncode}): {result.stderr.strip()}")
+
+
+def check_row_counts(dbname: str, expected: dict[str, int]) -> None:
+    with connect(dbname) as conn:
+        actual = table_row_counts(conn)
+    if actual != expected:
+        differences = [
+            f"{table}: {expected.get(table, 'absent')} in the manifest, "
+            f"{actual.get(table, 'absent')} restored"
+            for table in sorted(set(actual) | set(expected))
+            if actual.get(table) != expected.get(table)
+        ]
+        raise BackupError("the restored row counts differ from the manifest: " + "; ".join(differences))
+
+
+def _terminate_sessions(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        [name],
+    )
+
+
+def _rename(conn: psycopg.Connection, old: str, new: str, timeout: float = 15.0) -> None:
+    # A terminated session needs a moment to go away; until then the rename is refused.
+    deadline = time.monotonic() + timeout
+    statement = sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new))
+    while True:
+        _terminate_sessions(conn, old)
+        try:
+            conn.execute(statement)
+            return
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _allow_connections(conn: psycopg.Connection, name: str, allow: bool) -> None:
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+            sql.Identifier(name), sql.Literal(allow)
+        )
+    )
+
+
+def swap_databases(live: str, replacement: str, previous: str) -> None:
+    """Put `replacement` in place of `live`, keeping the old one as `previous`.
+
+    New connections to the live database are refused while its sessions are terminated,
+    so none can slip in before the rename. If the second rename fails, the first is undone.
+    """
+    with maintenance_connection("shop-backups: restore swap") as conn:
+        _allow_connections(conn, live, False)
+        try:
+            _rename(conn, live, previous)
+        finally:
+            _allow_connections(conn, live if database_exists(conn, live) else previous, True)
+        try:
+            _rename(conn, replacement, live)
+        except Exception:
+            _rename(conn, previous, live)
+            raise

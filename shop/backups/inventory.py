@@ -1,0 +1,142 @@
+"""Which backup sets exist where, and opening one (fetching it from S3 when needed)."""
+
+import contextlib
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shop.backups import local, s3
+from shop.backups.errors import BackupError, CorruptSet, OffsiteError
+from shop.backups.manifest import read_manifest, set_time, total_size
+from shop.backups.status import read_status, set_record
+
+SOURCES = ("local", "s3")
+
+
+@dataclass
+class SetInfo:
+    id: str
+    created_at: datetime
+    contents: list[str]
+    size: int
+    local: bool = False
+    local_verified: bool | None = None  # None: never checked
+    s3: bool = False
+    s3_intact: bool | None = None  # None: not looked at
+    offsite_verified: bool = False
+    offsite_error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def age_seconds(self) -> float:
+        return (datetime.now(UTC) - self.created_at).total_seconds()
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "age_seconds": round(self.age_seconds),
+            "contents": self.contents,
+            "size": self.size,
+            "local": self.local,
+            "local_verified": self.local_verified,
+            "s3": self.s3,
+            "s3_intact": self.s3_intact,
+            "offsite_verified": self.offsite_verified,
+            "offsite_error": self.offsite_error,
+            "notes": self.notes,
+        }
+
+
+def _info(manifest: dict, status: dict) -> SetInfo:
+    record = set_record(status, manifest["id"])
+    offsite = record.get("offsite", {})
+    return SetInfo(
+        id=manifest["id"],
+        created_at=set_time(manifest["id"]),
+        contents=manifest.get("contents", []),
+        size=total_size(manifest),
+        local_verified=record.get("local_verified"),
+        offsite_verified=bool(offsite.get("verified")),
+        offsite_error=offsite.get("error", ""),
+    )
+
+
+def list_sets(source: str = "all", check_s3: bool = True) -> list[SetInfo]:
+    """Sets from the chosen places, newest first. S3 errors become notes on nothing: they raise."""
+    status = read_status()
+    sets: dict[str, SetInfo] = {}
+    if source in ("local", "all"):
+        for set_id in local.local_set_ids():
+            try:
+                info = _info(local.local_manifest(set_id), status)
+            except CorruptSet as exc:
+                info = SetInfo(set_id, set_time(set_id), [], 0, local_verified=False, notes=[str(exc)])
+            info.local = True
+            sets[set_id] = info
+    if source in ("s3", "all") and s3.configured():
+        client = s3.client()
+        for set_id in s3.remote_set_ids(client):
+            manifest = s3.remote_manifest(client, set_id)
+            info = sets.setdefault(set_id, _info(manifest, status))
+            info.s3 = True
+            if check_s3:
+                info.s3_intact = s3.remote_set_intact(client, manifest)
+    return sorted(sets.values(), key=lambda info: info.id, reverse=True)
+
+
+def latest_set_id(source: str | None) -> str:
+    places = [source] if source else ["local", "s3"]
+    ids = set()
+    for place in places:
+        if place == "local":
+            ids.update(local.local_set_ids())
+        elif s3.configured():
+            ids.update(s3.remote_set_ids(s3.client()))
+    if not ids:
+        where = " or ".join(places)
+        raise BackupError(f"there is no backup set in {where}. Run `manage.py backup_now` first.")
+    return max(ids)
+
+
+def where_to_read(set_id: str, source: str | None) -> str:
+    if source:
+        return source
+    if local.set_dir(set_id).is_dir():
+        return "local"
+    if s3.configured():
+        return "s3"
+    raise BackupError(f"backup set {set_id} is not in {local.backup_root()} and S3 is not configured.")
+
+
+@contextlib.contextmanager
+def opened_set(set_id: str, source: str | None, report):
+    """Yield (directory, manifest, source) of a set; a set from S3 is fetched into a temporary
+    directory on the backup volume and removed afterwards. Checksums are not checked here."""
+    source = where_to_read(set_id, source)
+    if source == "local":
+        yield local.set_dir(set_id), local.local_manifest(set_id), "local"
+        return
+    if not s3.configured():
+        raise BackupError("--source s3 was given but BACKUP_S3_BUCKET is not set.")
+    directory = local.ensure_backup_root() / f"{local.FETCH_PREFIX}{set_id}"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir()
+    try:
+        report.step(f"Fetching set {set_id} from S3 ...")
+        try:
+            s3.download_set(s3.client(), set_id, directory, report)
+        except OffsiteError as exc:
+            raise OffsiteError(f"{exc}. Nothing was changed; check the S3 settings and the network.") from exc
+        yield directory, read_manifest(directory), "s3"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def newest_good_set() -> dict | None:
+    """The newest local set whose last check passed, from the backup volume only (cheap: for probes)."""
+    status = read_status()
+    for set_id in reversed(local.local_set_ids()):
+        if set_record(status, set_id).get("local_verified"):
+            return {"id": set_id, "created_at": set_time(set_id)}
+    return None

@@ -1,0 +1,51 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from shop.backups.errors import BackupError
+from shop.backups.progress import reporter_for
+from shop.backups.restore import restore
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup set: verify every checksum, stage it beside the live data, then swap it in, "
+        "keeping the previous database and uploads for rollback."
+    )
+
+    def add_arguments(self, parser):
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("set_id", nargs="?", help="the set ID, e.g. 20261128T020000Z")
+        which.add_argument("--latest", action="store_true", help="the newest set")
+        parser.add_argument("--source", choices=["local", "s3"], help="default: local, else S3")
+        parser.add_argument("--only", choices=["db", "uploads"], help="restore only the database or uploads")
+        parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+        parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    def handle(self, *args, set_id, latest, source, only, dry_run, yes, **options):
+        try:
+            summary = restore(
+                set_id,
+                source,
+                only,
+                dry_run=dry_run,
+                confirm=lambda: yes or self._confirm(),
+                show=self._show_plan,
+                report=reporter_for(self.stdout),
+            )
+        except BackupError as exc:
+            raise CommandError(f"restore failed: {exc}") from exc
+        if summary is None:
+            self.stdout.write(f"{'Dry run' if dry_run else 'Cancelled'}: nothing was changed.")
+            return
+        for line in summary:
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS("Restore complete."))
+
+    def _show_plan(self, lines):
+        self.stdout.write(self.style.MIGRATE_HEADING("Restore plan:"))
+        for line in lines:
+            style = self.style.WARNING if line.startswith(("WARNING", "CANNOT")) else str
+            self.stdout.write(f"  {style(line)}")
+
+    def _confirm(self) -> bool:
+        answer = input("Replace the live data with this set? Type 'yes' to continue: ")
+        return answer.strip().lower() == "yes"

@@ -1,0 +1,272 @@
+"""Restoring a set: verify everything first, stage beside the live data, then swap by renaming.
+
+Order of work: checksums of every file; the plan; then the uploads are extracted into a
+staging directory and the dump is restored into a new database (row counts checked). Only
+when both are staged is anything live touched: the database is swapped by renaming, then
+the uploads directory. The previous database and directory are kept for rollback.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+
+from shop.backups import status
+from shop.backups.archive import extract_uploads_archive, media_totals
+from shop.backups.database import (
+    check_row_counts,
+    create_database,
+    database_size,
+    derived_name,
+    drop_database,
+    live_database_name,
+    maintenance_connection,
+    major,
+    restore_dump,
+    server_version,
+    swap_databases,
+    tool_version,
+)
+from shop.backups.errors import BackupError
+from shop.backups.inventory import latest_set_id, opened_set
+from shop.backups.lock import backup_lock
+from shop.backups.manifest import DB_FILE, UPLOADS_FILE, new_set_id, verify_files
+from shop.backups.progress import human_bytes
+from shop.backups.verify import check_upload_totals
+
+logger = logging.getLogger("shop.backups")
+
+
+@dataclass
+class RestorePlan:
+    set_id: str
+    source: str
+    directory: Path
+    manifest: dict
+    parts: list[str]
+    lines: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    blockers: list[str] = field(default_factory=list)
+
+
+def restore(set_id: str | None, source: str | None, only: str | None, dry_run: bool, confirm, show, report):
+    """Restore a set (the newest if set_id is None). `confirm()` -> bool asks the user, `show(lines)`
+    prints the plan. Returns the summary lines, or None for a dry run or a declined confirmation."""
+    with backup_lock("restore"):
+        set_id = set_id or latest_set_id(source)
+        with opened_set(set_id, source, report) as (directory, manifest, where):
+            report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
+            verify_files(directory, manifest, report)
+            plan = make_plan(set_id, where, directory, manifest, only)
+            show(plan_lines(plan))
+            if plan.blockers:
+                reasons = "; ".join(plan.blockers)
+                raise BackupError(f"the restore cannot go ahead: {reasons}. Nothing was changed.")
+            if dry_run or not confirm():
+                return None
+            summary = execute(plan, report)
+            status.record_restore(set_id, summary)
+            return summary
+
+
+def make_plan(set_id: str, source: str, directory: Path, manifest: dict, only: str | None) -> RestorePlan:
+    contents = manifest.get("contents", [])
+    if only and only not in contents:
+        raise BackupError(f"set {set_id} holds {', '.join(contents)}, not {only}.")
+    plan = RestorePlan(set_id, source, directory, manifest, [only] if only else contents)
+    plan.lines.append(f"Backup set {set_id} from {source}, app version {manifest.get('app_version')}")
+    if "db" in plan.parts:
+        _plan_database(plan)
+    if "uploads" in plan.parts:
+        _plan_uploads(plan)
+    return plan
+
+
+def _plan_database(plan: RestorePlan) -> None:
+    info = plan.manifest["database"]
+    live = live_database_name()
+    with maintenance_connection() as conn:
+        current_size = database_size(conn, live)
+        live_server = server_version(conn)
+    plan.lines.append(
+        f"Database: {live} ({human_bytes(current_size or 0)}) is replaced by the dump "
+        f"({human_bytes(plan.manifest['files'][DB_FILE]['size'])}, "
+        f"{sum(info['row_counts'].values())} rows in {len(info['row_counts'])} tables); "
+        f"the current one is kept as {live}__pre_restore_<time>."
+    )
+    pg_restore = tool_version("pg_restore")
+    plan.lines.append(
+        f"Versions: set dumped by pg_dump {info['pg_dump_version']} from PostgreSQL "
+        f"{info['server_version']}; here pg_restore {pg_restore}, server {live_server}."
+    )
+    if major(pg_restore) < major(info["pg_dump_version"]):
+        plan.blockers.append(
+            f"pg_restore {pg_restore} cannot read a dump made by pg_dump {info['pg_dump_version']}: "
+            "install the newer PostgreSQL client tools"
+        )
+    if major(live_server) < major(info["server_version"]):
+        plan.warnings.append(
+            f"the server ({live_server}) is older than the one the set came from ({info['server_version']})"
+        )
+    plan.lines.extend(_migration_lines(info["migrations"], plan.warnings))
+    plan.lines.append(
+        "Disk: PostgreSQL's free space cannot be measured from here; the restored database needs "
+        f"about as much as the current one ({human_bytes(current_size or 0)}) until the old one is dropped."
+    )
+
+
+def _migration_lines(set_state: dict[str, list[str]], warnings: list[str]) -> list[str]:
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    in_code = set(graph.nodes)
+    in_set = {(app, name) for app, names in set_state.items() for name in names}
+    unknown, newer = sorted(in_set - in_code), sorted(in_code - in_set)
+    lines = ["Migrations: the set and the code agree."] if not (unknown or newer) else []
+    if newer:
+        lines.append(
+            f"Migrations: the code has {len(newer)} migration(s) the set lacks "
+            f"({', '.join(f'{a}.{n}' for a, n in newer[:5])}): run `manage.py migrate` after the restore."
+        )
+    if unknown:
+        warnings.append(
+            f"the set has {len(unknown)} migration(s) this code does not know "
+            f"({', '.join(f'{a}.{n}' for a, n in unknown[:5])}): deploy the app version that made the set"
+        )
+    return lines
+
+
+def _plan_uploads(plan: RestorePlan) -> None:
+    media_root = Path(settings.MEDIA_ROOT)
+    count, size = media_totals(media_root) if media_root.is_dir() else (0, 0)
+    incoming = plan.manifest["uploads"]
+    plan.lines.append(
+        f"Uploads: {media_root} ({count} files, {human_bytes(size)}) is replaced by "
+        f"{incoming['file_count']} files ({human_bytes(incoming['bytes'])}); the current directory is kept."
+    )
+    staging, _ = _upload_paths(media_root, plan.set_id, "<time>")
+    free = shutil.disk_usage(staging.parent).free
+    needed = human_bytes(incoming["bytes"])
+    plan.lines.append(f"Disk: {human_bytes(free)} free beside {media_root}, {needed} needed.")
+    if free < incoming["bytes"]:
+        plan.blockers.append(f"not enough free disk beside {media_root} to stage the uploads")
+
+
+def plan_lines(plan: RestorePlan) -> list[str]:
+    lines = list(plan.lines)
+    lines += [f"WARNING: {warning}" for warning in plan.warnings]
+    lines += [f"CANNOT RESTORE: {blocker}" for blocker in plan.blockers]
+    return lines
+
+
+def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path]:
+    """(staging, previous) on the same filesystem as MEDIA_ROOT, so the swap is a rename.
+
+    A mount point (a Docker volume) cannot be renamed: then both live inside it, hidden by
+    their leading dot from the backups, and the swap moves its entries instead.
+    """
+    if os.path.ismount(media_root):
+        return media_root / f".restoring-{set_id}", media_root / f".pre-restore-{stamp}"
+    parent, name = media_root.parent, media_root.name
+    return parent / f".{name}.restoring-{set_id}", parent / f"{name}.pre-restore-{stamp}"
+
+
+def execute(plan: RestorePlan, report) -> list[str]:
+    stamp = new_set_id()
+    media_root = Path(settings.MEDIA_ROOT)
+    staging_dir, previous_dir = _upload_paths(media_root, plan.set_id, stamp)
+    staging_db = derived_name(f"restoring_{plan.set_id}")
+    previous_db = derived_name(f"pre_restore_{stamp}")
+    try:
+        if "uploads" in plan.parts:
+            _stage_uploads(plan, staging_dir, report)
+        if "db" in plan.parts:
+            _stage_database(plan, staging_db, report)
+            report.step(f"Swapping databases: {live_database_name()} -> {previous_db}, {staging_db} -> live")
+            connections.close_all()  # ours would be terminated anyway; close them cleanly
+            swap_databases(live_database_name(), staging_db, previous_db)
+    except BaseException:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        with maintenance_connection() as conn:
+            drop_database(conn, staging_db)
+        raise
+    summary = []
+    if "db" in plan.parts:
+        summary += _database_summary(plan, previous_db)
+    if "uploads" in plan.parts:
+        try:
+            _swap_uploads(media_root, staging_dir, previous_dir)
+        except OSError as exc:
+            raise BackupError(
+                f"the database was restored but swapping the uploads failed ({exc}); the staged uploads "
+                f"are in {staging_dir}. " + " ".join(summary)
+            ) from exc
+        summary += _uploads_summary(plan, media_root, previous_dir)
+    return summary
+
+
+def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
+    report.step(f"Extracting the uploads into {staging_dir} ...")
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    staging_dir.mkdir()
+    count, size = extract_uploads_archive(plan.directory / UPLOADS_FILE, staging_dir, report)
+    check_upload_totals(plan.manifest, count, size)
+
+
+def _stage_database(plan: RestorePlan, staging_db: str, report) -> None:
+    report.step(f"Restoring the dump into the new database {staging_db} ...")
+    with maintenance_connection() as conn:
+        drop_database(conn, staging_db)  # left over from an interrupted restore
+        create_database(conn, staging_db)
+    restore_dump(plan.directory / DB_FILE, staging_db)
+    check_row_counts(staging_db, plan.manifest["database"]["row_counts"])
+
+
+def _swap_uploads(media_root: Path, staging_dir: Path, previous_dir: Path) -> None:
+    if staging_dir.parent != media_root:
+        if media_root.exists():
+            os.rename(media_root, previous_dir)
+        os.rename(staging_dir, media_root)
+        return
+    previous_dir.mkdir()
+    for entry in os.listdir(media_root):
+        if not entry.startswith("."):
+            os.rename(media_root / entry, previous_dir / entry)
+    for entry in os.listdir(staging_dir):
+        os.rename(staging_dir / entry, media_root / entry)
+    staging_dir.rmdir()
+
+
+def _database_summary(plan: RestorePlan, previous_db: str) -> list[str]:
+    live = live_database_name()
+    counts = plan.manifest["database"]["row_counts"]
+    psql = f"psql -d {settings.BACKUP_MAINTENANCE_DATABASE}"
+    return [
+        f"Restored database {live} from set {plan.set_id} "
+        f"({sum(counts.values())} rows in {len(counts)} tables).",
+        f"The previous database is kept as {previous_db}. To roll back, stop the backend and workers, then:",
+        f'  {psql} -c \'ALTER DATABASE "{live}" RENAME TO "{live}__restored_{plan.set_id}"\' '
+        f'-c \'ALTER DATABASE "{previous_db}" RENAME TO "{live}"\'',
+        f"When satisfied, drop the old one: {psql} -c 'DROP DATABASE \"{previous_db}\"'",
+    ]
+
+
+def _uploads_summary(plan: RestorePlan, media_root: Path, previous_dir: Path) -> list[str]:
+    uploads = plan.manifest["uploads"]
+    lines = [
+        f"Restored {uploads['file_count']} upload files ({human_bytes(uploads['bytes'])}) into {media_root}.",
+        f"The previous uploads are kept in {previous_dir}. To roll back:",
+    ]
+    if previous_dir.parent == media_root:
+        lines.append(
+            f"  cd {media_root} && mkdir .restored-{plan.set_id} && mv -- * .restored-{plan.set_id}/ "
+            f"&& mv -- {previous_dir.name}/* . && rmdir {previous_dir.name}"
+        )
+    else:
+        lines.append(
+            f"  mv {media_root} {media_root}.restored-{plan.set_id} && mv {previous_dir} {media_root}"
+        )
+    return lines
