@@ -1,0 +1,19 @@
+"""gunicorn settings, from the environment so Docker and the Docker-less runner share them."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# Two workers per CPU plus one, capped: the shop is I/O bound and the host is small.
+workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8)))
+# Long enough for a 10 MB upload to be validated and re-encoded; nginx waits 60 s.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "55"))
+graceful_timeout = 20
+keepalive = 5
+# Restart workers now and then so a slow leak cannot grow without bound.
+max_requests = 1000
+max_requests_jitter = 100
+accesslog = "-"
+errorlog = "-"
+# /dev/shm is memory-backed: worker heartbeats never stall on a slow or read-only disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

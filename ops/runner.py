@@ -1,0 +1,452 @@
+"""The shop's stack without Docker: `make run` (`python -m ops.runner`).
+
+Starts, under DATA_PATH, the same topology as docker-compose.yml: a PostgreSQL of its own
+(initialised on first start with database/postgresql.conf and database/init), Redis with AOF,
+gunicorn, the Celery worker, the backup worker, beat, and nginx rendered from nginx/conf.d,
+all on 127.0.0.1 ports away from the machine's 5432/6379. Before starting, it migrates the
+database and collects the static files (what the compose `migrate` service does). honcho
+runs the processes from a generated Procfile: Ctrl-C stops them all.
+
+As root (as on the CI machines), PostgreSQL runs as the `postgres` user, because it refuses
+to run as root, and nginx's workers run as an unprivileged user that must be able to reach
+DATA_PATH.
+"""
+
+import argparse
+import grp
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from ops import init_stack, nginx_config
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_CONF = PROJECT_ROOT / "database" / "postgresql.conf"
+POSTGRES_INIT_DIR = PROJECT_ROOT / "database" / "init"
+REDIS_CONF = PROJECT_ROOT / "redis" / "redis.conf"
+ENTRYPOINT = PROJECT_ROOT / "ops" / "entrypoint.sh"
+
+DEFAULT_PORTS = {
+    "RUNNER_HTTP_PORT": 18080,
+    "RUNNER_APP_PORT": 18000,
+    "RUNNER_POSTGRES_PORT": 18432,
+    "RUNNER_REDIS_PORT": 18379,
+}
+REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SECRET_KEY")
+
+INSTALL_HINTS = {
+    "postgres": "the PostgreSQL server (Debian/Ubuntu: `sudo apt-get install postgresql`; "
+    "macOS: `brew install postgresql@17`; Fedora: `sudo dnf install postgresql-server`)",
+    "redis-server": "Redis (Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`; "
+    "Fedora: `sudo dnf install redis`)",
+    "nginx": "nginx (Debian/Ubuntu: `sudo apt-get install nginx-light`; macOS: `brew install nginx`; "
+    "Fedora: `sudo dnf install nginx`)",
+    "setpriv": "setpriv, to run PostgreSQL as the postgres user "
+    "(Debian/Ubuntu: `apt-get install util-linux`)",
+}
+
+
+class RunnerError(Exception):
+    """Something the user must fix; the message says what."""
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    data: Path
+    backups: Path
+    http_port: int
+    app_port: int
+    postgres_port: int
+    redis_port: int
+    postgres_user: str
+    postgres_password: str
+    postgres_db: str
+    redis_password: str
+    secret_key: str
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> "RunnerConfig":
+        """From the environment, completed by .env unless DJANGO_READ_DOT_ENV is false."""
+        values = dict(os.environ if environ is None else environ)
+        dot_env = PROJECT_ROOT / ".env"
+        read_dot_env = values.get("DJANGO_READ_DOT_ENV", "true").lower() not in ("false", "0", "no")
+        if read_dot_env and dot_env.is_file():
+            values = {**init_stack.read_env_file(dot_env), **values}
+        missing = [name for name in REQUIRED_SECRETS if not values.get(name)]
+        if missing:
+            raise RunnerError(
+                f"{', '.join(missing)} not set. Run `make init` to create .env with fresh secrets, "
+                "or set them in the environment."
+            )
+        ports = {name: int(values.get(name) or default) for name, default in DEFAULT_PORTS.items()}
+        return cls(
+            data=init_stack.resolve(values.get("DATA_PATH") or "./data"),
+            backups=init_stack.resolve(values.get("BACKUP_PATH") or "./backups"),
+            http_port=ports["RUNNER_HTTP_PORT"],
+            app_port=ports["RUNNER_APP_PORT"],
+            postgres_port=ports["RUNNER_POSTGRES_PORT"],
+            redis_port=ports["RUNNER_REDIS_PORT"],
+            postgres_user=values.get("POSTGRES_USER") or "shop",
+            postgres_password=values["POSTGRES_PASSWORD"],
+            postgres_db=values.get("POSTGRES_DB") or "shop",
+            redis_password=values["REDIS_PASSWORD"],
+            secret_key=values["DJANGO_SECRET_KEY"],
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
+
+    @property
+    def run_dir(self) -> Path:
+        """Generated files: Procfile, nginx configuration, pid and temporary files."""
+        return self.data / "run"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data / "postgres"
+
+    @property
+    def static_dir(self) -> Path:
+        """frontend_build in Docker: rebuilt by collectstatic at every start."""
+        return self.data / "static"
+
+    @property
+    def beat_dir(self) -> Path:
+        return self.data / "beat"
+
+    def database_url(self) -> str:
+        user, password = quote(self.postgres_user, safe=""), quote(self.postgres_password, safe="")
+        return f"postgres://{user}:{password}@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+
+    def app_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of the shop's processes: production settings on local services."""
+        env = dict(os.environ if base is None else base)
+        # A broker URL or eager mode from the caller (pytest sets one) would bypass our Redis.
+        env.pop("CELERY_BROKER_URL", None)
+        env.update(
+            DATA_PATH=str(self.data),
+            BACKUP_PATH=str(self.backups),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            DJANGO_READ_DOT_ENV="false",
+            DJANGO_SETTINGS_MODULE="shop.settings",
+            DJANGO_DEBUG="false",
+            DJANGO_SECRET_KEY=self.secret_key,
+            DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
+            # Plain HTTP on loopback: no redirect to HTTPS, cookies without the Secure flag.
+            DJANGO_SECURE_SSL_REDIRECT="false",
+            DJANGO_SECURE_COOKIES="false",
+            DATABASE_URL=self.database_url(),
+            REDIS_URL=f"redis://:{quote(self.redis_password, safe='')}@127.0.0.1:{self.redis_port}",
+            REDIS_PASSWORD=self.redis_password,
+            CELERY_TASK_ALWAYS_EAGER="false",
+            MEDIA_ROOT=str(self.data / "uploads"),
+            STATIC_ROOT=str(self.static_dir),
+            LOG_DIR=str(self.data / "logs"),
+            CELERY_BEAT_SCHEDULE_FILE=str(self.beat_dir / "celerybeat-schedule"),
+            GUNICORN_BIND=f"127.0.0.1:{self.app_port}",
+            GUNICORN_WORKERS=env.get("GUNICORN_WORKERS") or "2",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+
+# --- programs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Programs:
+    postgres_bin: Path  # the directory with initdb, pg_ctl, postgres
+    psql: str
+    redis_server: str
+    nginx: str
+    setpriv: str | None
+
+
+def find_postgres_bin() -> Path | None:
+    """The newest PostgreSQL server installation: Debian's layout, PATH, Homebrew."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    candidates.reverse()
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    for brew in ("/opt/homebrew/opt", "/usr/local/opt"):
+        candidates.extend(sorted(Path(brew).glob("postgresql@*/bin"), reverse=True))
+    for directory in candidates:
+        if all((directory / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
+            return directory
+    return None
+
+
+def find_programs() -> Programs:
+    postgres_bin = find_postgres_bin()
+    found = {
+        "postgres": postgres_bin,
+        "redis-server": shutil.which("redis-server"),
+        "nginx": nginx_config.find_nginx(),
+        "setpriv": shutil.which("setpriv") if running_as_root() else "not needed",
+    }
+    missing = [name for name, path in found.items() if not path]
+    if missing:
+        raise RunnerError(
+            "The Docker-less runner needs programs that are not installed:\n"
+            + "\n".join(f"  - {INSTALL_HINTS[name]}" for name in missing)
+        )
+    psql = postgres_bin / "psql"
+    return Programs(
+        postgres_bin=postgres_bin,
+        psql=str(psql) if psql.is_file() else (shutil.which("psql") or "psql"),
+        redis_server=found["redis-server"],
+        nginx=found["nginx"],
+        setpriv=shutil.which("setpriv") if running_as_root() else None,
+    )
+
+
+def as_postgres_user(programs: Programs, command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root. setpriv (unlike runuser) execs the command itself,
+    so a signal from honcho reaches the server directly and it can shut down cleanly."""
+    if not running_as_root():
+        return command
+    return [programs.setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *command]
+
+
+def nginx_worker_user() -> str | None:
+    """As root, nginx's workers need an unprivileged user (and its group) that exists here."""
+    if not running_as_root():
+        return None
+    for name in ("www-data", "nginx", "nobody"):
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return f"{name} {grp.getgrgid(user.pw_gid).gr_name}"
+    raise RunnerError("No unprivileged user (www-data, nginx or nobody) for nginx's workers.")
+
+
+def ensure_reachable_by_others(path: Path, who: str) -> None:
+    """Another user (postgres, nginx's workers) must be able to walk down to `path`."""
+    for directory in [path, *path.parents]:
+        if directory.is_dir() and not directory.stat().st_mode & stat.S_IXOTH:
+            raise RunnerError(
+                f"{who} cannot reach {path}: {directory} is not searchable by other users. "
+                f"Run `chmod o+x {directory}` or choose a DATA_PATH outside it."
+            )
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def postgres_options(config: RunnerConfig) -> list[str]:
+    """database/postgresql.conf, with this machine's address and port; TCP only."""
+    return [
+        "-c",
+        f"config_file={POSTGRES_CONF}",
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"port={config.postgres_port}",
+        "-c",
+        "unix_socket_directories=",
+    ]
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, check=True, **kwargs)
+
+
+def give_to_postgres(path: Path) -> None:
+    if running_as_root():
+        user = pwd.getpwnam("postgres")
+        os.chown(path, user.pw_uid, user.pw_gid)
+
+
+@contextmanager
+def temporary_postgres(config: RunnerConfig, programs: Programs, data_dir: Path):
+    """The server, started in the background for bootstrap work, stopped afterwards."""
+    pg_ctl = str(programs.postgres_bin / "pg_ctl")
+    options = shlex.join(postgres_options(config))
+    run(as_postgres_user(programs, [pg_ctl, "-D", str(data_dir), "-w", "-t", "60", "-o", options, "start"]))
+    try:
+        yield
+    finally:
+        run(as_postgres_user(programs, [pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "stop"]))
+
+
+def psql(config: RunnerConfig, programs: Programs, database: str, *args: str, **kwargs) -> None:
+    command = [programs.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"]
+    command += ["-p", str(config.postgres_port), "-U", config.postgres_user, "-d", database, *args]
+    run(command, env={**os.environ, "PGPASSWORD": config.postgres_password}, text=True, **kwargs)
+
+
+def initialize_postgres(config: RunnerConfig, programs: Programs) -> bool:
+    """initdb, the database and database/init/*.sql, on first start only (like the postgres image).
+
+    The cluster is built in a staging directory and renamed into place only when every step
+    succeeded, so a failed first start is simply tried again from scratch.
+    """
+    target = config.postgres_dir
+    if (target / "PG_VERSION").exists():
+        return False
+    if target.exists() and any(target.iterdir()):
+        raise RunnerError(f"{target} is not empty but holds no PostgreSQL cluster: move it away first.")
+    staging = config.data / "postgres.initializing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    give_to_postgres(staging)
+    # initdb (as postgres) reads the password from a file only it and we can read.
+    fd, name = tempfile.mkstemp(prefix="shop-initdb-")
+    password_file = Path(name)
+    with os.fdopen(fd, "w") as out:
+        out.write(config.postgres_password + "\n")
+    give_to_postgres(password_file)
+    try:
+        initdb = str(programs.postgres_bin / "initdb")
+        command = [initdb, "-D", str(staging), "--username", config.postgres_user]
+        command += ["--pwfile", str(password_file), "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale"]
+        run(as_postgres_user(programs, command), stdout=subprocess.DEVNULL)
+    finally:
+        password_file.unlink()
+    with temporary_postgres(config, programs, staging):
+        if config.postgres_db != "postgres":
+            create = 'CREATE DATABASE :"db";'
+            psql(config, programs, "postgres", "-v", f"db={config.postgres_db}", input=create)
+        for script in sorted(POSTGRES_INIT_DIR.iterdir()):
+            if script.suffix != ".sql":
+                raise RunnerError(f"{script}: the runner runs only *.sql init scripts.")
+            psql(config, programs, config.postgres_db, "-f", str(script))
+    if target.exists():
+        target.rmdir()  # the empty directory `make init` created
+    staging.rename(target)
+    return True
+
+
+# --- the rest of the stack -----------------------------------------------------------------
+
+
+def prepare_directories(config: RunnerConfig) -> None:
+    init_stack.create_data_dirs(config.data, config.backups)
+    for directory in (config.run_dir, config.static_dir, config.beat_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    config.run_dir.chmod(0o700)
+    if running_as_root():
+        ensure_reachable_by_others(config.data, "PostgreSQL (user postgres)")
+        ensure_reachable_by_others(POSTGRES_CONF, "PostgreSQL (user postgres)")
+        ensure_reachable_by_others(config.static_dir, "nginx's workers")
+        ensure_reachable_by_others(config.data / "uploads", "nginx's workers")
+
+
+def release(config: RunnerConfig, programs: Programs) -> None:
+    """Migrations and collectstatic, as the compose `migrate` service does before the backend."""
+    with temporary_postgres(config, programs, config.postgres_dir):
+        run([str(ENTRYPOINT), "migrate"], env=config.app_environment(), cwd=PROJECT_ROOT)
+
+
+def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
+    prefix = config.run_dir / "nginx"
+    site = nginx_config.NginxSite(
+        listen=f"127.0.0.1:{config.http_port}",
+        backend=f"127.0.0.1:{config.app_port}",
+        static_root=config.static_dir,
+        media_root=config.data / "uploads",
+        log_dir=config.data / "nginx-logs",
+    )
+    error_log = config.data / "nginx-logs" / "error.log"
+    main = nginx_config.write_config(site, prefix, programs.nginx, nginx_worker_user(), error_log)
+    try:
+        nginx_config.check_config(programs.nginx, prefix, main)
+    except subprocess.CalledProcessError as error:
+        raise RunnerError(f"nginx -t failed on {main}:\n{error.stderr}") from None
+    return main
+
+
+def procfile_text(config: RunnerConfig, programs: Programs, nginx_main: Path) -> str:
+    postgres = as_postgres_user(
+        programs,
+        [str(programs.postgres_bin / "postgres"), "-D", str(config.postgres_dir), *postgres_options(config)],
+    )
+    redis = [programs.redis_server, str(REDIS_CONF), "--port", str(config.redis_port), "--bind", "127.0.0.1"]
+    redis += ["--dir", str(config.data / "redis")]
+    nginx = [programs.nginx, *nginx_config.nginx_arguments(config.run_dir / "nginx", nginx_main)]
+    nginx += ["-g", "daemon off;"]
+    entrypoint = shlex.quote(str(ENTRYPOINT))
+    processes = {
+        "postgres": shlex.join(postgres),
+        # The password comes from the environment, so it is not written into this file.
+        "redis": shlex.join(redis) + ' --requirepass "$REDIS_PASSWORD"',
+        "web": f"{entrypoint} web",
+        "worker": f"{entrypoint} worker",
+        "backup": f"{entrypoint} backup-worker",
+        "beat": f"{entrypoint} beat",
+        "nginx": shlex.join(nginx),
+    }
+    header = "# Generated by ops/runner.py (the Docker-less stack); regenerated at every start.\n"
+    return header + "".join(f"{name}: exec {command}\n" for name, command in processes.items())
+
+
+def prepare(config: RunnerConfig) -> Path:
+    """Everything before the processes start; returns the Procfile to run."""
+    programs = find_programs()
+    prepare_directories(config)
+    if initialize_postgres(config, programs):
+        print(f"Initialised a PostgreSQL cluster in {config.postgres_dir}", flush=True)
+    release(config, programs)
+    nginx_main = write_nginx_config(config, programs)
+    procfile = config.run_dir / "Procfile"
+    procfile.write_text(procfile_text(config, programs, nginx_main))
+    return procfile
+
+
+def start(config: RunnerConfig, procfile: Path) -> None:
+    """Replace this process with honcho, so Ctrl-C (or SIGTERM) goes straight to it."""
+    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+    print(f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n", flush=True)
+    # The environment goes in through the process itself; no env file (it would hold secrets).
+    arguments = [honcho, "start", "-f", str(procfile), "-d", str(PROJECT_ROOT), "-e", os.devnull]
+    os.execve(honcho, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "prepare"],
+        help="run: prepare and start everything (default); prepare: only initialise, migrate, render",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = RunnerConfig.from_environment()
+        procfile = prepare(config)
+    except (RunnerError, nginx_config.NginxConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as error:
+        command = shlex.join(map(str, error.cmd))
+        print(f"error: {command} failed (exit status {error.returncode})", file=sys.stderr)
+        return 1
+    if args.command == "prepare":
+        print(f"Prepared {config.data} (Procfile: {procfile})")
+        return 0
+    start(config, procfile)
+    return 0  # not reached: start() replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())
