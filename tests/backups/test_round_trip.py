@@ -1,0 +1,143 @@
+"""Backup and restore give back every row and every upload byte for byte."""
+
+import shutil
+import subprocess
+
+import pytest
+from django.core.management.base import CommandError
+
+from shop.backups.database import live_database_name, maintenance_connection
+from shop.catalog.models import Product
+from shop.orders.models import Order
+from tests.backups.conftest import backup_now, run_command, table_fingerprints, upload_fingerprints
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def damage_the_shop(media_root, products):
+    """Change and delete data and files, as a bad deploy or a careless admin would."""
+    Product.objects.filter(pk=products[0].pk).update(price="0.01", stock=0)
+    Order.objects.first().delete()
+    Product.objects.create(
+        category=products[0].category, name="Stray", slug="stray", sku="STRAY", price="1.00"
+    )
+    victims = sorted(media_root.rglob("*.png"))[:2]
+    for path in victims:
+        path.unlink()
+    (media_root / "products" / "stray.txt").write_text("not from the backup")
+
+
+def test_round_trip_restores_every_row_and_upload(shop_data, media_root):
+    rows_before, files_before = table_fingerprints(), upload_fingerprints(media_root)
+    assert len(files_before) >= 10  # originals and thumbnails
+    set_id = backup_now("--no-upload")
+
+    damage_the_shop(media_root, shop_data)
+    assert table_fingerprints() != rows_before
+    assert upload_fingerprints(media_root) != files_before
+
+    output = run_command("restore_backup", "--latest", "--yes")
+
+    assert table_fingerprints() == rows_before
+    assert upload_fingerprints(media_root) == files_before
+    text = "\n".join(output)
+    assert f"from set {set_id}" in text
+    assert "To roll back" in text
+    # The previous database and uploads are kept for rollback, under the names printed.
+    with maintenance_connection() as conn:
+        kept = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                [f"{live_database_name()}__pre_restore_%"],
+            )
+        ]
+    assert len(kept) == 1
+    assert kept[0] in text
+    previous_dirs = list(media_root.parent.glob("uploads.pre-restore-*"))
+    assert len(previous_dirs) == 1
+    assert (previous_dirs[0] / "products" / "stray.txt").is_file()
+
+
+def test_restore_from_s3_when_the_local_copy_is_gone(shop_data, media_root, s3_bucket, backup_settings):
+    rows_before, files_before = table_fingerprints(), upload_fingerprints(media_root)
+    set_id = backup_now()
+    listing = "\n".join(run_command("list_backups", "--source", "s3"))
+    assert set_id in listing
+    assert "intact" in listing
+
+    shutil.rmtree(backup_settings.BACKUP_PATH / set_id)
+    damage_the_shop(media_root, shop_data)
+    run_command("restore_backup", "--latest", "--yes")
+
+    assert table_fingerprints() == rows_before
+    assert upload_fingerprints(media_root) == files_before
+    # The fetched copy was temporary.
+    assert not list(backup_settings.BACKUP_PATH.glob(".fetch-*"))
+
+
+def test_only_uploads_leaves_the_database_alone(shop_data, media_root):
+    files_before = upload_fingerprints(media_root)
+    backup_now("--no-upload", "--only", "uploads")
+    Product.objects.filter(pk=shop_data[0].pk).update(stock=7)
+    sorted(media_root.rglob("*.png"))[0].unlink()
+
+    run_command("restore_backup", "--latest", "--yes", "--only", "uploads")
+
+    assert upload_fingerprints(media_root) == files_before
+    assert Product.objects.get(pk=shop_data[0].pk).stock == 7
+    with pytest.raises(CommandError, match="holds uploads, not db"):
+        run_command("restore_backup", "--latest", "--yes", "--only", "db")
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(shop_data, media_root):
+    backup_now("--no-upload")
+    Product.objects.filter(pk=shop_data[0].pk).update(stock=3)
+    rows, files = table_fingerprints(), upload_fingerprints(media_root)
+
+    text = "\n".join(run_command("restore_backup", "--latest", "--dry-run"))
+
+    for expected in (
+        "Database:",
+        "Versions: set dumped by pg_dump",
+        "Migrations: the set and the code agree",
+        "free beside",
+        "Uploads:",
+        "Dry run: nothing was changed",
+    ):
+        assert expected in text
+    assert table_fingerprints() == rows
+    assert upload_fingerprints(media_root) == files
+
+
+@pytest.fixture
+def media_root_mount(media_root):
+    """MEDIA_ROOT as a mount point of its own, like a Docker volume: it cannot be renamed."""
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(media_root)], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
+    yield media_root
+    subprocess.run(["umount", "-l", str(media_root)], check=True)
+
+
+def test_uploads_restore_into_a_mount_point(media_root_mount, shop_data):
+    files_before = upload_fingerprints(media_root_mount)
+    backup_now("--no-upload", "--only", "uploads")
+    sorted(media_root_mount.rglob("*.png"))[0].unlink()
+
+    run_command("restore_backup", "--latest", "--yes")
+
+    visible = {
+        name: digest
+        for name, digest in upload_fingerprints(media_root_mount).items()
+        if not name.startswith(".")
+    }
+    assert visible == files_before
+    kept = list(media_root_mount.glob(".pre-restore-*"))
+    assert len(kept) == 1
+    assert (kept[0] / "products").is_dir()
+    # The kept copy is hidden from the next backup.
+    second = backup_now("--no-upload", "--only", "uploads")
+    assert f"{len(files_before)} files" in "\n".join(run_command("verify_backup", second, "--deep"))
