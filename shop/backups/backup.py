@@ -45,6 +45,15 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         set_id = _unused_set_id()
         try:
             manifest = _write_set(set_id, only, report)
+        except OSError as exc:
+            # ENOSPC, EACCES, EIO: the backup volume is the problem, say so in words.
+            error = BackupError(
+                f"writing set {set_id} to {local.backup_root()} failed: {exc.strerror or exc}. "
+                "Check the backup volume (free space, permissions); the incomplete set was removed."
+            )
+            logger.exception("BACKUP FAILED: set %s was not written", set_id)
+            status.record_failure("backup", error, set_id)
+            raise error from exc
         except Exception as exc:
             logger.exception("BACKUP FAILED: set %s was not written", set_id)
             status.record_failure("backup", exc, set_id)

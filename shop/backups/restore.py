@@ -188,10 +188,12 @@ def execute(plan: RestorePlan, report) -> list[str]:
             report.step(f"Swapping databases: {live_database_name()} -> {previous_db}, {staging_db} -> live")
             connections.close_all()  # ours would be terminated anyway; close them cleanly
             swap_databases(live_database_name(), staging_db, previous_db)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging_dir, ignore_errors=True)
         with maintenance_connection() as conn:
             drop_database(conn, staging_db)
+        if isinstance(exc, OSError):
+            raise BackupError(f"staging the restore failed: {exc}. Nothing was changed.") from exc
         raise
     summary = []
     if "db" in plan.parts:

@@ -1,3 +1,4 @@
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.backup import run_backup
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, no_upload, only, **options):
         try:
             outcome = run_backup(reporter_for(self.stdout), upload=not no_upload, only=only)
-        except BackupError as exc:
+        except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"backup failed: {exc}") from exc
         if outcome.offsite is False:
             self.stderr.write(

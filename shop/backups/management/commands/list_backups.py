@@ -1,5 +1,6 @@
 import json
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
@@ -21,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, source, json, **options):
         try:
             sets = list_sets(source)
-        except BackupError as exc:
+        except (BackupError, psycopg.Error) as exc:
             raise CommandError(str(exc)) from exc
         if json:
             self.stdout.write(_dumps([info.as_json() for info in sets]))

@@ -1,3 +1,4 @@
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
@@ -31,7 +32,7 @@ class Command(BaseCommand):
                 show=self._show_plan,
                 report=reporter_for(self.stdout),
             )
-        except BackupError as exc:
+        except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"restore failed: {exc}") from exc
         if summary is None:
             self.stdout.write(f"{'Dry run' if dry_run else 'Cancelled'}: nothing was changed.")

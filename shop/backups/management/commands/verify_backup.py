@@ -1,3 +1,4 @@
+import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         try:
             set_id = set_id or latest_set_id(source)
             checked = verify_set(set_id, source, deep, reporter_for(self.stdout))
-        except BackupError as exc:
+        except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"verification failed: {exc}") from exc
         for line in checked:
             self.stdout.write(f"  {line}")
