@@ -343,7 +343,6 @@ def prepare_directories(config: RunnerConfig) -> None:
     init_stack.create_data_dirs(config.data, config.backups)
     for directory in (config.run_dir, config.static_dir, config.beat_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    config.run_dir.chmod(0o700)
     if running_as_root():
         ensure_reachable_by_others(config.data, "PostgreSQL (user postgres)")
         ensure_reachable_by_others(POSTGRES_CONF, "PostgreSQL (user postgres)")

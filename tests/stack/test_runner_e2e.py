@@ -1,0 +1,233 @@
+"""End to end on the Docker-less runner: the shop through nginx, and data that survives a restart.
+
+Real PostgreSQL, Redis (AOF), gunicorn, Celery and nginx, started by `python -m ops.runner`
+into a fresh DATA_PATH on free loopback ports, stopped with Ctrl-C (SIGINT), started again.
+"""
+
+import io
+import re
+import time
+
+import pytest
+import requests
+from PIL import Image
+
+from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
+
+pytestmark = pytest.mark.stack
+
+STAFF_USER = "stackadmin"
+STAFF_PASSWORD = "stack-admin-password-0123"
+PRODUCT_SLUG = "stack-mug"
+PRODUCT_NAME = "Stack Mug"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    root = make_data_root()
+    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
+    try:
+        yield runner
+    finally:
+        runner.kill_everything()
+        remove_data_root(root)
+
+
+def form_value(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert match, f"no {name} in the page"
+    return match.group(1)
+
+
+def form_errors(html: str) -> list[str]:
+    """The error lists of a rendered Django form, for assertion messages."""
+    return re.findall(r'<ul class="errorlist[^"]*"[^>]*>.*?</ul>', html, flags=re.DOTALL) or [html[:2000]]
+
+
+def png_image() -> bytes:
+    out = io.BytesIO()
+    Image.effect_noise((320, 240), 60).convert("RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def product_form(category_id: str, csrf_token: str) -> dict[str, str]:
+    """The admin's add-product form with one image inline (see tests/catalog/test_image_uploads.py)."""
+    return {
+        "csrfmiddlewaretoken": csrf_token,
+        "category": category_id,
+        "name": PRODUCT_NAME,
+        "slug": PRODUCT_SLUG,
+        "sku": "STACK-1",
+        "description": "A mug that survives restarts.",
+        "price": "9.50",
+        "stock": "20",
+        "is_active": "on",
+        "images-TOTAL_FORMS": "1",
+        "images-INITIAL_FORMS": "0",
+        "images-MIN_NUM_FORMS": "0",
+        "images-MAX_NUM_FORMS": "1000",
+        "images-0-alt_text": "front",
+        "images-0-position": "0",
+    }
+
+
+def staff_session(base: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{base}/admin/login/?next=/admin/")
+    response = session.post(
+        f"{base}/admin/login/?next=/admin/",
+        data={
+            "username": STAFF_USER,
+            "password": STAFF_PASSWORD,
+            "next": "/admin/",
+            "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken"),
+        },
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text[:2000]
+    return session
+
+
+def upload_product(session: requests.Session, base: str, category_id: str, image: tuple) -> requests.Response:
+    page = session.get(f"{base}/admin/catalog/product/add/")
+    assert page.status_code == 200
+    return session.post(
+        f"{base}/admin/catalog/product/add/",
+        data=product_form(category_id, form_value(page.text, "csrfmiddlewaretoken")),
+        files={"images-0-image": image},
+        allow_redirects=False,
+    )
+
+
+def add_to_cart(session: requests.Session, base: str, quantity: int) -> int:
+    page = session.get(f"{base}/product/{PRODUCT_SLUG}/")
+    assert page.status_code == 200
+    product_id = int(re.search(r'action="/cart/add/(\d+)/"', page.text).group(1))
+    response = session.post(
+        f"{base}/cart/add/{product_id}/",
+        data={"quantity": str(quantity), "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken")},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    return product_id
+
+
+def place_order(session: requests.Session, base: str) -> str:
+    page = session.get(f"{base}/orders/checkout/")
+    assert page.status_code == 200
+    response = session.post(
+        f"{base}/orders/checkout/",
+        data={
+            "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken"),
+            "idempotency_key": form_value(page.text, "idempotency_key"),
+            "email": "customer@example.com",
+            "full_name": "Casey Customer",
+            "address_line1": "1 Volume Street",
+            "postal_code": "12345",
+            "city": "Persistence",
+            "country": "Docker-less",
+            "payment_method": "bank_transfer",
+        },
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, form_errors(response.text)
+    return re.fullmatch(r"/orders/([^/]+)/", response.headers["Location"]).group(1)
+
+
+def assert_served_as_image(response: requests.Response) -> None:
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'"
+    assert "Server" not in response.headers or response.headers["Server"] == "nginx"  # no version
+
+
+def test_shop_through_nginx_and_data_survives_a_restart(stack):
+    timings = {"first start": stack.start()}
+    base = stack.url
+    visitor = requests.Session()  # a passer-by
+
+    # The storefront answers through nginx; the static files come from nginx itself.
+    home = visitor.get(f"{base}/")
+    assert home.status_code == 200
+    assert home.headers["Server"] == "nginx"
+    css = visitor.get(f"{base}/static/css/shop.css")
+    assert css.status_code == 200
+    assert "max-age=3600" in css.headers["Cache-Control"]
+
+    # A staff user uploads a product image through the admin (through nginx).
+    category_id = stack.manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "-c",
+        "from shop.catalog.models import Category; "
+        "print(Category.objects.create(name='Mugs', slug='mugs').pk)",
+    ).strip()
+    stack.manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        STAFF_USER,
+        "--email",
+        "staff@example.com",
+        extra_env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
+    )
+    staff = staff_session(base)
+    uploaded = upload_product(staff, base, category_id, ("front.png", png_image(), "image/png"))
+    assert uploaded.status_code == 302, form_errors(uploaded.text)
+
+    # nginx serves it from /media/, as an image that a browser must not sniff.
+    product_page = visitor.get(f"{base}/product/{PRODUCT_SLUG}/").text
+    image_url = re.search(r'href="(/media/products/[0-9a-f]{2}/[0-9a-f]{64}\.png)"', product_page).group(1)
+    image = visitor.get(f"{base}{image_url}")
+    assert_served_as_image(image)
+    assert "immutable" in image.headers["Cache-Control"]
+    # Anything in the uploads that is not an image, or is hidden, is never served.
+    uploads = stack.config.data / "uploads"
+    (uploads / "products" / "evil.html").write_text("<script>alert(1)</script>")
+    (uploads / "products" / ".incoming-x.png").write_bytes(image.content)
+    assert visitor.get(f"{base}/media/products/evil.html").status_code == 404
+    assert visitor.get(f"{base}/media/products/.incoming-x.png").status_code == 404
+
+    # A customer places an order, then puts something in the cart again.
+    customer = requests.Session()
+    product_id = add_to_cart(customer, base, quantity=2)
+    order_number = place_order(customer, base)
+    assert customer.get(f"{base}/orders/{order_number}/").status_code == 200
+    add_to_cart(customer, base, quantity=3)
+
+    # nginx refuses a 12 MB upload itself (413); a 10 MB one still reaches the shop, which
+    # answers with its own message.
+    megabyte = 1024 * 1024
+    too_big = upload_product(staff, base, category_id, ("big.jpg", b"\xff" * (12 * megabyte), "image/jpeg"))
+    assert too_big.status_code == 413
+    assert "nginx" in too_big.text
+    at_limit = upload_product(staff, base, category_id, ("max.jpg", b"\xff" * (10 * megabyte), "image/jpeg"))
+    assert at_limit.status_code == 200
+    assert "not one of them" in at_limit.text
+
+    # Stop everything (Ctrl-C) and nothing is left running.
+    began = time.monotonic()
+    assert stack.stop() in (0, 130)  # honcho exits 130 after SIGINT
+    timings["stop"] = time.monotonic() - began
+    assert stack.leftover_process_groups() == []
+
+    timings["second start"] = stack.start()
+
+    # The order (PostgreSQL), the image (uploads) and the cart (Redis AOF, same session cookie).
+    order_page = customer.get(f"{base}/orders/{order_number}/")
+    assert order_page.status_code == 200
+    assert order_number in order_page.text
+    cart_page = customer.get(f"{base}/cart/")
+    assert PRODUCT_NAME in cart_page.text
+    assert f'action="/cart/update/{product_id}/"' in cart_page.text
+    assert 'name="quantity" value="3"' in cart_page.text
+    image_again = visitor.get(f"{base}{image_url}")
+    assert_served_as_image(image_again)
+    assert image_again.content == image.content
+    assert order_number in staff.get(f"{base}/admin/orders/order/").text  # the staff session too
+
+    assert stack.stop() in (0, 130)
+    assert stack.leftover_process_groups() == []
+    print("stack timings (s):", {name: round(seconds, 1) for name, seconds in timings.items()})
