@@ -66,7 +66,8 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
                 outcome.offsite = True
             except OffsiteError as exc:
                 outcome.offsite, outcome.offsite_error = False, str(exc)
-        _prune(report)
+        # With S3 failing, pruning it would only fail again and hide the upload error in the status.
+        _prune(report, include_s3=outcome.offsite is not False)
         return outcome
 
 
@@ -145,9 +146,9 @@ def upload_with_lock(set_id: str, report) -> None:
         upload_local_set(set_id, report)
 
 
-def _prune(report) -> None:
+def _prune(report, include_s3: bool) -> None:
     try:
-        retention.prune(report)
+        retention.prune(report, include_s3=include_s3)
     except Exception as exc:  # a failed prune must not turn a good backup into a failed one
         logger.exception("BACKUP RETENTION FAILED")
         status.record_failure("retention", exc)

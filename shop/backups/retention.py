@@ -24,7 +24,7 @@ def deletable(set_ids: list[str], verified: set[str], days: int, now: datetime) 
     return sorted(set_id for set_id in set_ids if set_id != keep and set_time(set_id) < cutoff)
 
 
-def prune(report, now: datetime | None = None) -> dict[str, list[str]]:
+def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[str, list[str]]:
     now = now or datetime.now(UTC)
     deleted = {"local": [], "s3": []}
     current = status.read_status()
@@ -34,7 +34,7 @@ def prune(report, now: datetime | None = None) -> dict[str, list[str]]:
         local.delete_local_set(set_id)
         deleted["local"].append(set_id)
     remote_ids: list[str] = []
-    if s3.configured():
+    if include_s3 and s3.configured():
         client = s3.client()
         remote_ids = s3.remote_set_ids(client)
         intact = {i for i in remote_ids if s3.remote_set_intact(client, s3.remote_manifest(client, i))}

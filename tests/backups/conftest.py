@@ -7,10 +7,13 @@ afterwards. Every database we derive from its name is dropped after each test.
 
 import hashlib
 import io
+import json
 import logging
+import os
 import socket
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,7 +26,9 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 from psycopg import sql
 
+from shop.backups import local, status
 from shop.backups.database import live_database_name, maintenance_connection
+from shop.backups.manifest import MANIFEST_NAME, new_set_id
 from shop.catalog.models import Category, Product
 from shop.catalog.services import add_product_image, generate_thumbnails_for
 from shop.orders.services import CustomerDetails, place_order
@@ -166,7 +171,6 @@ def backup_now(*args) -> str:
 
 def manage(*args, env_overrides: dict, **popen) -> subprocess.Popen:
     """`manage.py` in a child process with this test's database, media and backup paths."""
-    import os
     import sys
 
     env = dict(os.environ)
@@ -183,3 +187,15 @@ def manage(*args, env_overrides: dict, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "manage.py", *args], env=env, cwd=django_settings.BASE_DIR, **popen
     )
+
+
+def make_old(set_id: str, days: int) -> str:
+    """Give a real set the ID it would have had `days` ago (retention goes by the ID's time)."""
+    old_id = new_set_id(datetime.now(UTC) - timedelta(days=days))
+    os.rename(local.set_dir(set_id), local.set_dir(old_id))
+    manifest_path = local.set_dir(old_id) / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["id"] = old_id
+    manifest_path.write_text(json.dumps(manifest))
+    status.forget_set(set_id)
+    return old_id

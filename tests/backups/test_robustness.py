@@ -1,0 +1,159 @@
+"""Killed backups, concurrent backups, S3 outages, retention and the beat schedule."""
+
+import json
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from subprocess import DEVNULL, PIPE
+
+import pytest
+from celery.beat import Scheduler
+from django.core.management.base import CommandError
+
+from shop import celery_app
+from shop.backups import local, retention, status
+from shop.backups.backup import upload_local_set
+from shop.backups.lock import backup_lock
+from shop.backups.manifest import MANIFEST_NAME, new_set_id
+from shop.backups.progress import LoggingReporter
+from shop.backups.tasks import scheduled_backup, upload_backup_set
+from tests.backups.conftest import backup_now, make_old, manage, run_command
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_backup_killed_halfway_leaves_nothing_valid_and_the_next_one_runs(
+    shop_data, media_root, backup_settings
+):
+    # A large, fast-to-make (sparse) upload keeps the child busy long enough to be killed mid-set.
+    with open(media_root / "products" / "large.bin", "wb") as big:
+        big.truncate(1536 * 1024 * 1024)
+    child = manage(
+        "backup_now",
+        "--no-upload",
+        env_overrides={},
+        stdout=DEVNULL,
+        stderr=DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    archive = None
+    while time.monotonic() < deadline and child.poll() is None:
+        partial = list(backup_settings.BACKUP_PATH.glob(".incomplete-*/uploads.tar"))
+        if partial and partial[0].stat().st_size > 50 * 1024 * 1024:
+            archive = partial[0]
+            break
+        time.sleep(0.01)
+    assert archive is not None, "the backup finished or failed before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=10) == -signal.SIGKILL
+
+    assert not (archive.parent / MANIFEST_NAME).exists()
+    assert local.local_set_ids() == []
+    assert "No backup sets" in "\n".join(run_command("list_backups"))
+    with pytest.raises(CommandError, match="no backup set"):
+        run_command("restore_backup", "--latest", "--yes")
+
+    (media_root / "products" / "large.bin").unlink()
+    set_id = backup_now("--no-upload")  # the lock died with the killed process
+    assert local.local_set_ids() == [set_id]
+    assert not list(backup_settings.BACKUP_PATH.glob(".incomplete-*"))  # its leftovers are gone
+
+
+def test_a_second_backup_skips_while_one_runs(shop_data, caplog):
+    with backup_lock("a backup already running"):
+        assert scheduled_backup.delay().get() is None
+        with pytest.raises(
+            CommandError,
+            match=r"another backup or restore is running \(shop-backups: a backup already running",
+        ):
+            run_command("backup_now", "--no-upload")
+        with pytest.raises(CommandError, match="another backup or restore is running"):
+            run_command("restore_backup", "--latest", "--yes")
+    assert "scheduled backup skipped: another backup or restore is running" in caplog.text
+    assert local.local_set_ids() == []
+    assert backup_now("--no-upload") in local.local_set_ids()
+
+
+def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root):
+    with open(media_root / "products" / "large.bin", "wb") as big:
+        big.truncate(512 * 1024 * 1024)  # long enough that both are running at once
+    children = [
+        manage("backup_now", "--no-upload", env_overrides={}, stdout=PIPE, stderr=PIPE) for _ in range(2)
+    ]
+    results = [(child.wait(timeout=120), child.stderr.read().decode()) for child in children]
+    assert sorted(code for code, _ in results) == [0, 1]
+    assert any("another backup or restore is running" in err for code, err in results if code == 1)
+    assert len(local.local_set_ids()) == 1
+
+
+def test_s3_unreachable_keeps_the_local_set_marks_it_not_offsite_and_retries(
+    shop_data, s3_bucket, backup_settings, closed_port, monkeypatch
+):
+    s3_endpoint = backup_settings.BACKUP_S3_ENDPOINT_URL
+    backup_settings.BACKUP_S3_ENDPOINT_URL = f"http://127.0.0.1:{closed_port}"
+    monkeypatch.setattr(upload_backup_set, "max_retries", 2)
+    # Eager mode runs each retry at once instead of after the backoff, but only when it does not
+    # propagate exceptions (it would raise the first Retry instead of running it).
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+
+    scheduled_backup.delay()
+
+    [set_id] = local.local_set_ids()
+    record = status.read_status()["sets"][set_id]
+    assert record["local_verified"] is True
+    assert record["offsite"]["verified"] is False
+    assert record["offsite"]["attempts"] == 1 + 1 + 2  # in the backup, then the task and its 2 retries
+    assert status.read_status()["last_failure"]["stage"] == "upload"
+    assert "NOT OFFSITE" in "\n".join(run_command("list_backups", "--source", "local"))
+
+    backup_settings.BACKUP_S3_ENDPOINT_URL = s3_endpoint  # S3 is back
+    assert upload_backup_set.delay(set_id).get() == set_id
+    assert status.read_status()["sets"][set_id]["offsite"]["verified"] is True
+    listing = json.loads("\n".join(run_command("list_backups", "--json")))
+    assert listing[0]["s3_intact"] is True
+
+
+def test_retention_keeps_the_newest_verified_set_when_everything_is_old(shop_data, s3_bucket, settings):
+    made = [backup_now("--no-upload") for _ in range(3)]
+    ids = [make_old(set_id, days) for set_id, days in zip(made, (40, 35, 31), strict=True)]
+    oldest, verified, corrupt = ids
+    status.record_local_check(oldest, True)
+    status.record_local_check(verified, True)
+    status.record_local_check(corrupt, False, "flipped byte")
+    for set_id in ids:
+        upload_local_set(set_id, LoggingReporter())
+    settings.BACKUP_LOCAL_RETENTION_DAYS = 7
+    settings.BACKUP_S3_RETENTION_DAYS = 30
+
+    deleted = retention.prune(LoggingReporter())
+
+    assert deleted["local"] == [oldest, corrupt]
+    assert local.local_set_ids() == [verified]
+    # On S3 all three are intact, so the newest of them stays.
+    assert deleted["s3"] == [oldest, verified]
+    assert [
+        info["id"] for info in json.loads("\n".join(run_command("list_backups", "--source", "s3", "--json")))
+    ] == [corrupt]
+
+
+def test_retention_never_deletes_the_last_set_even_unverified(settings):
+    now = datetime.now(UTC)
+    ancient = [new_set_id(now - timedelta(days=d)) for d in (90, 60)]
+    assert retention.deletable(ancient, set(), days=7, now=now) == [ancient[0]]
+    assert retention.deletable(ancient, {ancient[0]}, days=7, now=now) == [ancient[1]]
+    assert retention.deletable([], set(), days=7, now=now) == []
+
+
+def test_the_beat_schedule_triggers_the_backup_task(shop_data, settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["backup-set"]
+    assert entry["schedule"] == settings.BACKUP_CRONTAB
+    assert celery_app.amqp.router.route(entry["options"], entry["task"])["queue"].name == "backups"
+
+    scheduler = Scheduler(app=celery_app, lazy=False)
+    scheduled = scheduler.schedule["backup-set"]
+    # As if the last run was a day ago: the daily cron entry is due, and beat's tick sends it.
+    scheduled.last_run_at = datetime.now(UTC) - timedelta(days=1, minutes=1)
+    scheduler.tick()
+
+    assert len(local.local_set_ids()) == 1
+    assert scheduler.schedule["backup-set"].last_run_at > datetime.now(UTC) - timedelta(minutes=1)
