@@ -37,3 +37,24 @@ seed: migrate  ## demo catalog
 
 dev-server: migrate  ## runserver on 127.0.0.1:8000 (PostgreSQL and Redis from .env or the defaults)
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# --- The stack (README "The stack") ---------------------------------------------------------
+COMPOSE ?= docker compose
+COMPOSE_PROD := $(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml
+
+.PHONY: init up prod-up down
+
+init:  ## create .env with fresh secrets (if missing) and the data directories
+	python3 ops/init_stack.py
+
+up: init  ## development stack in Docker (docker-compose.yml + override)
+	$(COMPOSE) up --build
+
+prod-up: init  ## production stack in Docker, detached (docker-compose.yml + prod)
+	$(COMPOSE_PROD) up --build --detach
+
+down:  ## stop the Docker stack; the data under DATA_PATH stays
+	$(COMPOSE) down
+
+run: init venv  ## the same stack without Docker, under DATA_PATH (Ctrl-C stops it)
+	$(BIN)/python -m ops.runner

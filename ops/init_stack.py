@@ -46,13 +46,29 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def render_env_file(example: str) -> str:
-    """The text of .env.example with every GENERATED_SECRETS placeholder replaced."""
+def host_values(root: Path) -> dict[str, str]:
+    """Values of a new .env that depend on this machine rather than on the example."""
+    example = read_env_file(root / ".env.example")
+    values = {
+        # Docker's local volume driver binds only absolute paths.
+        "DATA_PATH": str(resolve(example.get("DATA_PATH", "./data"), root)),
+        "BACKUP_PATH": str(resolve(example.get("BACKUP_PATH", "./backups"), root)),
+    }
+    if os.geteuid() != 0:
+        # The image's user is then the owner of the data directories (see the Dockerfile).
+        values.update(APP_UID=str(os.getuid()), APP_GID=str(os.getgid()))
+    return values
+
+
+def render_env_file(example: str, replacements: dict[str, str]) -> str:
+    """The text of .env.example with new secrets and the given values filled in."""
     lines = []
     for line in example.splitlines():
         key = line.split("=", 1)[0]
         if key in GENERATED_SECRETS:
             line = f"{key}={new_secret()}"
+        elif key in replacements:
+            line = f"{key}={replacements[key]}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -62,7 +78,7 @@ def ensure_env_file(root: Path = PROJECT_ROOT) -> bool:
     env_file = root / ".env"
     if env_file.exists():
         return False
-    text = render_env_file((root / ".env.example").read_text())
+    text = render_env_file((root / ".env.example").read_text(), host_values(root))
     # Created with mode 600 from the start: it holds the secrets.
     fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -96,18 +112,34 @@ def backup_path(root: Path = PROJECT_ROOT) -> Path:
     return resolve(setting("BACKUP_PATH", "./backups", root), root)
 
 
-def create_data_dirs(data: Path, backups: Path) -> list[Path]:
-    """Create the data and backup directories that are missing; return those created."""
+def create_data_dirs(data: Path, backups: Path, app_owner: tuple[int, int] | None = None) -> list[Path]:
+    """Create the data and backup directories that are missing; return those created.
+
+    app_owner: (uid, gid) to give the directories the shop's processes write to, for root
+    preparing them for the image's user.
+    """
     created = []
     wanted = [(data / name, mode) for name, mode in DATA_DIRECTORIES.values()] + [(backups, 0o750)]
+    # Written by the shop's containers; postgres/, redis/ and nginx-logs/ are looked after by
+    # their own images.
+    app_writable = {data / "uploads", data / "logs", backups}
     for path, mode in wanted:
         if not path.exists():
             path.mkdir(parents=True)
             created.append(path)
+            if app_owner and path in app_writable:
+                os.chown(path, *app_owner)
         if path.stat().st_uid == os.geteuid():
             # Only for our own directories: PostgreSQL in Docker or the runner may own postgres/.
             path.chmod(mode)
     return created
+
+
+def docker_app_owner(root: Path = PROJECT_ROOT) -> tuple[int, int] | None:
+    """As root, the image's user (APP_UID/APP_GID) must own what it writes on the host."""
+    if os.geteuid() != 0:
+        return None
+    return int(setting("APP_UID", "10001", root)), int(setting("APP_GID", "10001", root))
 
 
 def main() -> int:
@@ -115,7 +147,7 @@ def main() -> int:
         print(f"Created {PROJECT_ROOT / '.env'} with new secrets (mode 600). Review it before going live.")
     else:
         print(f"{PROJECT_ROOT / '.env'} exists; left as it is.")
-    for path in create_data_dirs(data_path(), backup_path()):
+    for path in create_data_dirs(data_path(), backup_path(), docker_app_owner()):
         print(f"Created {path}")
     return 0
 

@@ -1,0 +1,298 @@
+"""The compose files: valid Compose (schema), the documented volume layout, and our rules.
+
+No Docker engine runs here, so the files are parsed, interpolated with .env.example and merged
+as `docker compose` would (tests/stack/compose.py), then checked.
+"""
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from ops.init_stack import read_env_file
+from ops.runner import DEFAULT_PORTS, REQUIRED_SECRETS
+from tests.stack import compose
+from tests.stack.compose import PROJECT_ROOT, SCHEMA_PATH
+
+BASE, DEVELOPMENT, PRODUCTION = "docker-compose.yml", "docker-compose.override.yml", "docker-compose.prod.yml"
+STACKS = {"base": [BASE], "development": [BASE, DEVELOPMENT], "production": [BASE, PRODUCTION]}
+
+BIND_VOLUMES = {
+    "postgres_data": "${DATA_PATH:-./data}/postgres",
+    "uploads": "${DATA_PATH:-./data}/uploads",
+    "redis_data": "${DATA_PATH:-./data}/redis",
+    "logs": "${DATA_PATH:-./data}/logs",
+    "nginx_logs": "${DATA_PATH:-./data}/nginx-logs",
+    "backup_data": "${BACKUP_PATH:-./backups}",
+}
+NAMED_VOLUMES = {"frontend_build", "beat_schedule"}
+CONFIG_DIRS = ("./nginx", "./database", "./redis")
+ONE_SHOT = {"migrate", "minio-setup"}
+APP_SERVICES = {"migrate", "backend", "worker", "backup", "beat"}
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SECRET_KEY", "BACKUP_S3_ACCESS_KEY_ID",
+           "BACKUP_S3_SECRET_ACCESS_KEY")  # fmt: skip
+
+
+def documented_variables() -> set[str]:
+    """Names in .env.example, set (`NAME=`) or shown with their default (`# NAME=`)."""
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
+
+
+def example_env() -> dict[str, str]:
+    return read_env_file(PROJECT_ROOT / ".env.example")
+
+
+def production_env() -> dict[str, str]:
+    """.env.example with what production requires and the example leaves empty."""
+    return {**example_env(), "BACKUP_S3_ACCESS_KEY_ID": "key-id", "BACKUP_S3_SECRET_ACCESS_KEY": "secret"}
+
+
+def load_stack(name: str, env: dict[str, str] | None = None) -> dict:
+    """The files of a stack, each interpolated, then merged (the order docker compose uses)."""
+    if env is None:
+        env = production_env() if name == "production" else example_env()
+    files = [compose.interpolate(compose.load(file), env) for file in STACKS[name]]
+    merged = files[0]
+    for override in files[1:]:
+        merged = compose.merge(merged, override)
+    return merged
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read_only)"""
+    result = {}
+    for volume in service.get("volumes", []):
+        source, target, read_only = compose.parse_mount(volume)
+        result[target] = (source, read_only)
+    return result
+
+
+@pytest.fixture(scope="module")
+def schema():
+    """A validator for the Compose Specification. The schema names its draft as
+    https://json-schema.org/draft-07/schema, a spelling jsonschema does not recognise."""
+    if not SCHEMA_PATH.is_file():
+        pytest.skip(f"the Compose Specification schema is not at {SCHEMA_PATH} (shared/ beside the project)")
+    return jsonschema.Draft7Validator(json.loads(SCHEMA_PATH.read_text()))
+
+
+@pytest.mark.parametrize("file", [BASE, DEVELOPMENT, PRODUCTION])
+def test_each_file_is_valid_compose(schema, file):
+    schema.validate(compose.load(file))
+    schema.validate(compose.interpolate(compose.load(file), production_env()))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_merged_stack_is_valid_compose(schema, stack):
+    schema.validate(load_stack(stack))
+
+
+def test_volumes_are_the_documented_layout():
+    volumes = compose.load(BASE)["volumes"]
+    assert set(volumes) == set(BIND_VOLUMES) | NAMED_VOLUMES
+    for name, device in BIND_VOLUMES.items():
+        assert volumes[name] == {
+            "driver": "local",
+            "driver_opts": {"type": "none", "o": "bind", "device": device},
+        }
+    for name in NAMED_VOLUMES:
+        assert not volumes[name], f"{name} is a plain named volume"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_volumes_are_mounted_where_each_service_keeps_the_data(stack):
+    services = load_stack(stack)["services"]
+    assert mounts(services["database"])["/var/lib/postgresql/data"] == ("postgres_data", False)
+    assert mounts(services["redis"])["/data"] == ("redis_data", False)
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        if name in ("backend", "worker"):
+            assert mounts(services[name])[env["MEDIA_ROOT"]] == ("uploads", False)
+        assert mounts(services[name])[env["LOG_DIR"]] == ("logs", False)
+    backend_env = services["backend"]["environment"]
+    assert mounts(services["backend"])[backend_env["STATIC_ROOT"]] == ("frontend_build", False)
+    backup = mounts(services["backup"])
+    assert backup["/backups"] == ("backup_data", False)
+    assert services["backup"]["environment"]["BACKUP_PATH"] == "/backups"
+    assert backup[services["backup"]["environment"]["MEDIA_ROOT"]] == ("uploads", True)
+    beat_dir = services["beat"]["environment"]["CELERY_BEAT_SCHEDULE_FILE"].rsplit("/", 1)[0]
+    assert mounts(services["beat"])[beat_dir] == ("beat_schedule", False)
+    nginx, nginx_env = mounts(services["nginx"]), services["nginx"]["environment"]
+    assert nginx[nginx_env["NGINX_STATIC_ROOT"]] == ("frontend_build", True)
+    assert nginx[nginx_env["NGINX_MEDIA_ROOT"]] == ("uploads", True)
+    assert nginx["/var/log/nginx"] == ("nginx_logs", False)
+    assert nginx_env["NGINX_LOG_DIR"] == "/var/log/nginx"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_configuration_is_mounted_read_only_and_used(stack):
+    services = load_stack(stack)["services"]
+    for name, service in services.items():
+        for target, (source, read_only) in mounts(service).items():
+            if source.startswith(CONFIG_DIRS):
+                assert read_only, f"{name}: {source} must be mounted read-only"
+                assert (PROJECT_ROOT / source).exists(), f"{name}: {source} does not exist"
+                assert not source.startswith("./nginx/ssl") or target == "/etc/nginx/ssl"
+    database = mounts(services["database"])
+    assert database["/docker-entrypoint-initdb.d"] == ("./database/init", True)
+    assert database["/etc/postgresql/postgresql.conf"] == ("./database/postgresql.conf", True)
+    assert "config_file=/etc/postgresql/postgresql.conf" in services["database"]["command"]
+    assert mounts(services["redis"])["/usr/local/etc/redis/redis.conf"] == ("./redis/redis.conf", True)
+    assert services["redis"]["command"][:2] == ["redis-server", "/usr/local/etc/redis/redis.conf"]
+    nginx = mounts(services["nginx"])
+    assert nginx["/etc/nginx/nginx.conf"] == ("./nginx/nginx.conf", True)
+    assert nginx["/etc/nginx/templates"] == ("./nginx/conf.d", True)  # rendered by the image
+    assert nginx["/etc/nginx/ssl"] == ("./nginx/ssl", True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_healthchecks_and_start_order(stack):
+    services = load_stack(stack)["services"]
+    for name in ("database", "redis", "backend", "worker", "backup", "nginx"):
+        healthcheck = services[name]["healthcheck"]
+        assert healthcheck["test"], name
+        assert not healthcheck.get("disable"), name
+    assert "pg_isready" in " ".join(services["database"]["healthcheck"]["test"])
+    assert services["database"]["image"].startswith("postgres:17")
+    assert services["redis"]["image"] == "redis:7-alpine"
+    assert re.fullmatch(r"nginx:[\w.-]*alpine", services["nginx"]["image"])
+    ready = {
+        "database": "service_healthy",
+        "redis": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
+    for name in ("backend", "worker", "backup"):
+        conditions = {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+        assert ready.items() <= conditions.items(), name
+    assert services["migrate"]["depends_on"]["database"]["condition"] == "service_healthy"
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["nginx"]["depends_on"]["backend"]["condition"] == "service_healthy"
+    for name, service in services.items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            if spec["condition"] == "service_healthy":
+                assert "test" in services[dependency].get("healthcheck", {}), f"{name} waits for {dependency}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_long_running_services_restart_and_rotate_their_logs(stack):
+    for name, service in load_stack(stack)["services"].items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", name
+            continue
+        assert service["restart"] == "unless-stopped", name
+        logging = service["logging"]
+        assert logging["driver"] == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging["options"]), name
+
+
+def test_services_whose_data_is_backed_up_are_labelled():
+    services = load_stack("base")["services"]
+    for name in ("database", "backend"):  # the database and the uploads
+        assert services[name]["labels"]["backup.enable"] == "true"
+        assert services[name]["labels"]["backup.schedule"] == example_env()["BACKUP_SCHEDULE"]
+    assert "backup.enable" not in services["redis"].get("labels", {})
+    backup_queue = compose.load(BASE)["services"]["backup"]["command"]
+    assert backup_queue == ["backup-worker"]
+    assert "--queues backups" in (PROJECT_ROOT / "ops" / "entrypoint.sh").read_text()
+
+
+def test_development_override():
+    services = load_stack("development")["services"]
+    for name in APP_SERVICES:
+        assert mounts(services[name])["/app"] == (".", False), f"{name} runs the mounted source"
+        assert services[name]["environment"]["DJANGO_DEBUG"] == "true"
+    assert services["backend"]["command"] == ["dev"]  # runserver, reloads on changes
+    assert services["database"]["ports"] == ["127.0.0.1:5433:5432"]
+    assert "ports" not in services["redis"]
+    assert mounts(services["minio"])["/data"] == ("minio_data", False)
+    assert "minio_data" in load_stack("development")["volumes"]
+    setup = services["minio-setup"]
+    assert setup["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing" in " ".join(setup["command"])
+    assert services["backup"]["depends_on"]["minio-setup"]["condition"] == "service_completed_successfully"
+    assert services["backend"]["environment"]["BACKUP_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert services["backend"]["environment"]["EMAIL_URL"] == "smtp://mailpit:1025"
+    assert "mailpit" in services
+
+
+def test_production_override():
+    services = load_stack("production")["services"]
+    for name, service in services.items():
+        for target, (source, _) in mounts(service).items():
+            is_bind = source.startswith((".", "/"))
+            assert not is_bind or source.startswith(CONFIG_DIRS), f"{name}: {source} mounted at {target}"
+        assert service.get("read_only") is True, f"{name}: read-only root file system"
+        assert service["deploy"]["resources"]["limits"]["memory"], name
+        assert service["deploy"]["resources"]["limits"]["cpus"], name
+    assert "ports" not in services["database"]
+    assert "ports" not in services["redis"]
+    for name in APP_SERVICES:
+        env = services[name]["environment"]
+        assert env["DJANGO_DEBUG"] == "false", name
+        assert env["BACKUP_S3_BUCKET"] == example_env()["BACKUP_S3_BUCKET"]
+        assert "/tmp" in services[name]["tmpfs"]
+    nginx = services["nginx"]
+    assert nginx["environment"]["NGINX_SCHEME"] == "https"
+    assert sorted(port.rsplit(":", 1)[1] for port in nginx["ports"]) == ["443", "80"]
+    assert "/etc/nginx/conf.d" in nginx["tmpfs"]  # the rendered templates
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_production_requires_every_secret(secret):
+    env = production_env()
+    load_stack("production", env)  # complete: fine
+    env[secret] = ""
+    with pytest.raises(compose.InterpolationError, match=secret):
+        load_stack("production", env)
+    references = [op for name, op in compose.variable_references(compose.load(PRODUCTION)) if name == secret]
+    assert references
+    assert all(op == ":?" for op in references), f"{secret} is never defaulted"
+
+
+def test_every_compose_variable_is_documented():
+    documented = documented_variables()
+    for file in STACKS["development"] + [PRODUCTION]:
+        names = {name for name, _ in compose.variable_references(compose.load(file))}
+        assert names - documented == set(), f"{file} uses undocumented variables"
+
+
+def test_every_setting_and_runner_variable_is_documented():
+    settings = (PROJECT_ROOT / "shop" / "settings.py").read_text()
+    read_by_settings = set(re.findall(r"\benv(?:\.\w+)?\(\s*\"([A-Z][A-Z0-9_]*)\"", settings))
+    assert {"DATABASE_URL", "DJANGO_SECRET_KEY", "BACKUP_PATH"} <= read_by_settings  # the regex works
+    ops_scripts = (PROJECT_ROOT / "ops" / "gunicorn.conf.py").read_text()
+    ops_scripts += (PROJECT_ROOT / "ops" / "entrypoint.sh").read_text()
+    read_by_ops = set(re.findall(r"environ\.get\(\"([A-Z_]+)\"|\$\{([A-Z_]+)", ops_scripts))
+    read_by_ops = {name for pair in read_by_ops for name in pair if name}
+    read_by_runner = (
+        set(DEFAULT_PORTS) | set(REQUIRED_SECRETS) | {"POSTGRES_USER", "POSTGRES_DB", "DATA_PATH"}
+    )
+    missing = (read_by_settings | read_by_ops | read_by_runner) - documented_variables()
+    assert missing == set(), "add them to .env.example"
+
+
+def test_env_example_has_no_real_secrets():
+    env = example_env()
+    for name in SECRETS:
+        assert env[name] in ("", "change-me"), name
+
+
+def test_image_matches_the_stack():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE)
+    assert len(stages) >= 2  # multi-stage
+    assert set(stages) == {"python:3.11-slim-bookworm"}
+    pg_major = re.search(r"^ARG PG_MAJOR=(\d+)$", dockerfile, flags=re.MULTILINE).group(1)
+    base = compose.load(BASE)
+    assert base["services"]["database"]["image"].split(":")[1].startswith(f"{pg_major}-")
+    assert base["x-app"]["build"]["args"]["PG_MAJOR"] == pg_major
+    assert "apt.postgresql.org" in dockerfile
+    assert 'postgresql-client-${PG_MAJOR}"' in dockerfile
+    users = re.findall(r"^USER (\S+)", dockerfile, flags=re.MULTILINE)
+    assert users[-1] not in ("root", "0")
+    assert re.search(r"^RUN python manage.py collectstatic", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^HEALTHCHECK ", dockerfile, flags=re.MULTILINE)
+    ignored = (PROJECT_ROOT / ".dockerignore").read_text().split()
+    assert {".env", "data/", "backups/", ".git/"} <= set(ignored)

@@ -1,0 +1,104 @@
+"""`make init` (ops/init_stack.py) and the runner's checks that need no running stack."""
+
+import os
+import re
+import shutil
+import stat
+
+import pytest
+
+from ops import init_stack, runner
+from tests.stack.compose import PROJECT_ROOT
+
+
+@pytest.fixture
+def project(tmp_path):
+    shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env.example")
+    return tmp_path
+
+
+def test_init_creates_env_with_fresh_secrets_once(project):
+    assert init_stack.ensure_env_file(project) is True
+
+    env_file = project / ".env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    values = init_stack.read_env_file(env_file)
+    secrets = [values[name] for name in init_stack.GENERATED_SECRETS]
+    assert all(len(secret) >= 32 and not secret.startswith("change-me") for secret in secrets)
+    assert len(set(secrets)) == len(secrets)
+    assert values["DATA_PATH"] == str(project / "data")
+    assert values["BACKUP_PATH"] == str(project / "backups")
+    # Everything else as in the example.
+    example = init_stack.read_env_file(project / ".env.example")
+    assert set(values) == set(example)
+
+    before = env_file.read_text()
+    assert init_stack.ensure_env_file(project) is False
+    assert env_file.read_text() == before
+
+
+def test_init_creates_the_data_directories(tmp_path):
+    created = init_stack.create_data_dirs(tmp_path / "data", tmp_path / "backups")
+
+    names = {path.relative_to(tmp_path).as_posix() for path in created}
+    assert names == {
+        "data/postgres", "data/uploads", "data/redis", "data/logs", "data/nginx-logs", "backups"
+    }  # fmt: skip
+    assert stat.S_IMODE((tmp_path / "data" / "postgres").stat().st_mode) == 0o700
+    assert init_stack.create_data_dirs(tmp_path / "data", tmp_path / "backups") == []
+
+
+def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
+    monkeypatch.setattr(runner, "find_postgres_bin", lambda: None)
+    monkeypatch.setattr(runner.nginx_config, "find_nginx", lambda: None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    with pytest.raises(runner.RunnerError) as error:
+        runner.find_programs()
+
+    message = str(error.value)
+    assert "apt-get install postgresql" in message
+    assert "apt-get install redis-server" in message
+    assert "apt-get install nginx-light" in message
+    assert "brew install" in message
+
+
+def test_runner_needs_the_secrets(monkeypatch):
+    env = {"DJANGO_READ_DOT_ENV": "false", "POSTGRES_PASSWORD": "x"}
+    expected = "REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
+    with pytest.raises(runner.RunnerError, match=re.escape(expected)):
+        runner.RunnerConfig.from_environment(env)
+
+
+def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
+    env = {
+        "DJANGO_READ_DOT_ENV": "false",
+        "DATA_PATH": str(tmp_path),
+        "POSTGRES_PASSWORD": "pg secret/with:odd@chars",
+        "REDIS_PASSWORD": "redis-secret",
+        "DJANGO_SECRET_KEY": "k" * 50,
+        "CELERY_BROKER_URL": "redis://elsewhere:6379/0",
+    }
+    config = runner.RunnerConfig.from_environment(env)
+    app = config.app_environment(env)
+
+    assert {config.http_port, config.app_port, config.postgres_port, config.redis_port}.isdisjoint(
+        {5432, 6379}
+    )
+    assert app["DATABASE_URL"] == "postgres://shop:pg%20secret%2Fwith%3Aodd%40chars@127.0.0.1:18432/shop"
+    assert app["REDIS_URL"] == "redis://:redis-secret@127.0.0.1:18379"
+    assert "CELERY_BROKER_URL" not in app
+    assert app["DJANGO_DEBUG"] == "false"
+    assert app["DJANGO_SECURE_SSL_REDIRECT"] == "false"  # plain HTTP on loopback
+    assert app["MEDIA_ROOT"] == str(tmp_path / "uploads")
+    assert app["LOG_DIR"] == str(tmp_path / "logs")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand PostgreSQL to the postgres user")
+def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly():
+    programs = runner.find_programs()
+    command = runner.as_postgres_user(programs, ["postgres", "-D", "x"])
+    # setpriv execs PostgreSQL (runuser would stay in between and SIGKILL it 2 s after SIGTERM).
+    assert command[0].endswith("setpriv")
+    assert "--reuid=postgres" in command
+    assert command[-3:] == ["postgres", "-D", "x"]
