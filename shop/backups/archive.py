@@ -7,13 +7,12 @@ directories.
 """
 
 import os
-import shutil
 import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from shop.backups.errors import UnsafeArchive
+from shop.backups.errors import CorruptSet, UnsafeArchive
 from shop.backups.manifest import CHUNK_SIZE, HashingWriter
 
 
@@ -42,19 +41,25 @@ def media_totals(media_root: Path) -> tuple[int, int]:
     return count, size
 
 
-def write_uploads_archive(media_root: Path, out_path: Path, report) -> ArchiveResult:
+def write_uploads_archive(
+    media_root: Path, out_path: Path, report, referenced: set[str] | None
+) -> ArchiveResult:
+    """Archive media_root; names archived are removed from `referenced` (what is left is missing)."""
     count = file_bytes = 0
     with open(out_path, "wb") as raw, report.track("uploads archive", None) as advance:
         writer = HashingWriter(raw)
-        with tarfile.open(
-            fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE
-        ) as tar:
+        # Mode "w" on a write-only stream: it never seeks, and unlike "w|" it writes our 1 MB chunks
+        # straight through instead of re-slicing them into 10 KB records (several times slower).
+        with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
             for path in _archivable_paths(media_root):
                 try:
-                    info = tar.gettarinfo(str(path), arcname=path.relative_to(media_root).as_posix())
+                    name = path.relative_to(media_root).as_posix()
+                    info = tar.gettarinfo(str(path), arcname=name)
                     if info.isreg():
                         with open(path, "rb") as source:
                             tar.addfile(info, source)
+                        if referenced is not None:
+                            referenced.discard(name)
                         count += 1
                         file_bytes += info.size
                         advance(info.size)
@@ -87,6 +92,10 @@ def check_member(member: tarfile.TarInfo) -> PurePosixPath:
         raise UnsafeArchive(f"the uploads archive holds an absolute path: {member.name!r}")
     if ".." in name.parts:
         raise UnsafeArchive(f"the uploads archive holds a path that leaves its directory: {member.name!r}")
+    if member.issparse():
+        raise UnsafeArchive(
+            f"the uploads archive holds a sparse member, which we never write: {member.name!r}"
+        )
     if not (member.isreg() or member.isdir()):
         raise UnsafeArchive(
             f"the uploads archive holds {member.name!r}, which is a link or device, not a plain file"
@@ -96,27 +105,50 @@ def check_member(member: tarfile.TarInfo) -> PurePosixPath:
     return name
 
 
+def _copy_range(source_fd: int, offset: int, size: int, target_fd: int, name: str) -> None:
+    end = offset + size
+    while offset < end:
+        sent = os.sendfile(target_fd, source_fd, offset, min(end - offset, 1 << 30))
+        if sent == 0:
+            raise CorruptSet(f"the uploads archive ends inside {name!r}: it is truncated.")
+        offset += sent
+
+
 def extract_uploads_archive(archive_path: Path, destination: Path, report) -> tuple[int, int]:
     """Extract into an existing, empty destination; (file count, bytes). Refuses unsafe members.
 
     Files are written by us, not by tarfile, so nothing but plain files and directories with
-    ordinary permissions can come out of it, whatever the archive says.
+    ordinary permissions can come out of it, whatever the archive says. The bytes are copied
+    by the kernel (sendfile from the member's offset), which works across filesystems.
     """
-    count = file_bytes = 0
     root = destination.resolve()
-    with tarfile.open(archive_path, mode="r|") as tar, report.track("extracting uploads", None) as advance:
-        for member in tar:
-            relative = check_member(member)
-            target = root.joinpath(*relative.parts)
-            if member.isdir():
-                target.mkdir(mode=0o755, parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            with tar.extractfile(member) as source, open(target, "xb") as out:
-                shutil.copyfileobj(source, out, CHUNK_SIZE)
-            os.chmod(target, 0o644)
-            os.utime(target, (member.mtime, member.mtime))
-            count += 1
-            file_bytes += member.size
-            advance(member.size)
+    try:
+        # "r:" rather than the stream mode "r|": members are read directly, not in 10 KB records.
+        with (
+            tarfile.open(archive_path, mode="r:") as tar,
+            report.track("extracting uploads", None) as advance,
+        ):
+            return _extract_members(tar, root, advance)
+    except tarfile.TarError as exc:
+        raise CorruptSet(f"the uploads archive is damaged: {exc}") from exc
+    except FileExistsError as exc:
+        raise UnsafeArchive(f"the uploads archive holds {exc.filename} twice") from exc
+
+
+def _extract_members(tar: tarfile.TarFile, root: Path, advance) -> tuple[int, int]:
+    count = file_bytes = 0
+    for member in tar:
+        relative = check_member(member)
+        target = root.joinpath(*relative.parts)
+        if member.isdir():
+            target.mkdir(mode=0o755, parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        with open(target, "xb") as out:
+            _copy_range(tar.fileobj.fileno(), member.offset_data, member.size, out.fileno(), member.name)
+        os.chmod(target, 0o644)
+        os.utime(target, (member.mtime, member.mtime))
+        count += 1
+        file_bytes += member.size
+        advance(member.size)
     return count, file_bytes

@@ -6,6 +6,7 @@ Database-level work (create, rename, terminate) runs on the maintenance database
 a database cannot be renamed while anyone, including us, is connected to it.
 """
 
+import contextlib
 import os
 import re
 import subprocess
@@ -101,49 +102,73 @@ def migration_state(conn: psycopg.Connection) -> dict[str, list[str]]:
 
 
 @dataclass
-class DumpResult:
-    sha256: str
-    size: int
-    row_counts: dict[str, int]
-    migrations: dict[str, list[str]]
+class Snapshot:
+    """A consistent view of the shop database, shared by pg_dump and our own queries."""
+
+    id: str
+    conn: psycopg.Connection
     server_version: str
     pg_dump_version: str
+    row_counts: dict[str, int]
+    migrations: dict[str, list[str]]
 
 
-def dump_database(out_path: Path, report) -> DumpResult:
-    """Stream `pg_dump --format=custom` into out_path, hashing on the way.
-
-    The row counts and migration state are read in a REPEATABLE READ transaction whose
-    snapshot pg_dump imports, so they describe exactly the data in the dump.
-    """
-    dbname = live_database_name()
+@contextlib.contextmanager
+def exported_snapshot():
+    """A REPEATABLE READ transaction whose snapshot pg_dump imports (`--snapshot`), so row
+    counts, migration state and upload names read here describe exactly the data in the dump.
+    The transaction stays open (read-only, no locks beyond pg_dump's own) until the block ends."""
     pg_dump_version = tool_version("pg_dump")
-    with connect(dbname) as conn:
+    with connect(live_database_name()) as conn:
         conn.autocommit = False
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        version = server_version(conn)
-        counts = table_row_counts(conn)
-        migrations = migration_state(conn)
-        command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot}"]
-        with open(out_path, "wb") as raw, report.track("database dump", None) as advance:
-            writer = HashingWriter(raw)
-            _run_streaming(command, libpq_env(dbname), writer, advance)
-            raw.flush()
-            os.fsync(raw.fileno())
+        snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        yield Snapshot(
+            snapshot_id,
+            conn,
+            server_version(conn),
+            pg_dump_version,
+            table_row_counts(conn),
+            migration_state(conn),
+        )
         conn.rollback()
-    return DumpResult(writer.sha256.hexdigest(), writer.size, counts, migrations, version, pg_dump_version)
 
 
-def _run_streaming(command: list[str], env: dict, writer: HashingWriter, advance) -> None:
+def referenced_upload_names(conn: psycopg.Connection) -> set[str]:
+    """Every MEDIA_ROOT file named by a row of the snapshot (ProductImage.stored_names's fields)."""
+    from shop.catalog.models import ProductImage
+
+    fields = [
+        ProductImage._meta.get_field(name).column for name in ("image", "thumbnail_small", "thumbnail_large")
+    ]
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, fields)), sql.Identifier(ProductImage._meta.db_table)
+    )
+    return {name for row in conn.execute(query) for name in row if name}
+
+
+def dump_snapshot(snapshot_id: str, out_path: Path) -> tuple[str, int]:
+    """Stream `pg_dump --format=custom` of the snapshot into out_path; (SHA-256, size).
+
+    Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive.
+    """
+    command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
+    with open(out_path, "wb") as raw:
+        writer = HashingWriter(raw)
+        _run_streaming(command, libpq_env(live_database_name()), writer)
+        raw.flush()
+        os.fsync(raw.fileno())
+    return writer.sha256.hexdigest(), writer.size
+
+
+def _run_streaming(command: list[str], env: dict, writer: HashingWriter) -> None:
     # stderr goes to a file: a pipe nobody reads could fill up and stall pg_dump.
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
         try:
             while chunk := process.stdout.read(CHUNK_SIZE):
                 writer.write(chunk)
-                advance(len(chunk))
         finally:
             process.stdout.close()
             returncode = process.wait()

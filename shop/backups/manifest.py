@@ -54,6 +54,9 @@ class HashingWriter:
     def flush(self):
         self.raw.flush()
 
+    def tell(self) -> int:
+        return self.size
+
 
 def file_checksum(path: Path, advance=None) -> tuple[str, int]:
     """(SHA-256 hex, size) of a file, read in chunks."""

@@ -9,6 +9,7 @@ the uploads directory. The previous database and directory are kept for rollback
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,10 +182,14 @@ def execute(plan: RestorePlan, report) -> list[str]:
     staging_db = derived_name(f"restoring_{plan.set_id}")
     previous_db = derived_name(f"pre_restore_{stamp}")
     try:
-        if "uploads" in plan.parts:
-            _stage_uploads(plan, staging_dir, report)
+        # pg_restore works in the server while we extract: the two overlap instead of adding up.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_restore") as pool:
+            staged_db = pool.submit(_stage_database, plan, staging_db, report) if "db" in plan.parts else None
+            if "uploads" in plan.parts:
+                _stage_uploads(plan, staging_dir, report)
+            if staged_db:
+                staged_db.result()
         if "db" in plan.parts:
-            _stage_database(plan, staging_db, report)
             report.step(f"Swapping databases: {live_database_name()} -> {previous_db}, {staging_db} -> live")
             connections.close_all()  # ours would be terminated anyway; close them cleanly
             swap_databases(live_database_name(), staging_db, previous_db)

@@ -207,3 +207,31 @@ def test_restore_onto_a_full_disk_is_refused_before_anything_changes(
     assert upload_fingerprints(small_media) == {"keep.txt": hashlib.sha256(b"live file").hexdigest()}
     assert table_fingerprints() == rows
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["uploads"]
+
+
+def rewrite_archive(set_dir, data: bytes) -> None:
+    """Replace the uploads archive and make the manifest agree, as a buggy writer would."""
+    (set_dir / UPLOADS_FILE).write_bytes(data)
+    manifest = json.loads((set_dir / MANIFEST_NAME).read_text())
+    manifest["files"][UPLOADS_FILE] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (set_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+def test_a_truncated_archive_with_a_matching_manifest_is_refused_too(backed_up_then_changed, media_root):
+    set_dir, live = backed_up_then_changed
+    data = (set_dir / UPLOADS_FILE).read_bytes()
+    rewrite_archive(set_dir, data[: len(data) // 2])
+
+    with pytest.raises(CommandError, match="uploads archive"):
+        run_command("restore_backup", "--latest", "--yes")
+    assert_untouched(live, media_root)
+
+
+def test_an_upload_named_in_the_dump_but_missing_on_disk_is_recorded(shop_data, media_root, backup_settings):
+    image = shop_data[1].images.get()
+    (media_root / image.image.name).unlink()  # lost behind the shop's back
+
+    set_id = backup_now("--no-upload")
+
+    manifest = json.loads((backup_settings.BACKUP_PATH / set_id / MANIFEST_NAME).read_text())
+    assert manifest["uploads"]["referenced_but_missing"] == [image.image.name]

@@ -1,0 +1,237 @@
+#!/usr/bin/env python
+"""Benchmark: backup_now and restore_backup against the raw tools, on a generated data set.
+
+Generates a shop database (orders with order lines, products, images rows) and a directory
+of incompressible "images", then times, in the same run:
+  baseline backup:  pg_dump -Fc to a file, then tar -cf of the uploads
+  ours:             manage.py backup_now --no-upload
+  baseline restore: createdb + pg_restore, then tar -xf into an empty directory
+  ours:             manage.py restore_backup --latest --yes
+and prints the ratios and the peak RSS of our processes (from wait4, so pg_dump/pg_restore
+children, which have their own RSS, are not added to it).
+
+    .venv/bin/python ops/bench/backup.py                      # 200k order lines, 1 GB of images
+    .venv/bin/python ops/bench/backup.py --order-lines 20000 --image-mb 100
+
+Works only on databases it creates (default `shop_bench` and names derived from it) and
+under --workdir; both are removed at the end unless --keep.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--order-lines", type=int, default=200_000)
+    parser.add_argument("--image-mb", type=int, default=1024, help="total size of the generated images")
+    parser.add_argument(
+        "--server", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL URL, no db"
+    )
+    parser.add_argument("--database", default="shop_bench")
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--keep", action="store_true", help="keep the database and files")
+    return parser.parse_args()
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = args.workdir or Path(tempfile.mkdtemp(prefix="shop-bench-"))
+        self.media = self.work / "uploads"
+        self.backups = self.work / "backups"
+        self.url = f"{args.server.rstrip('/')}/{args.database}"
+        parts = urlsplit(self.url)
+        self.pg_env = {
+            **os.environ,
+            "PGHOST": parts.hostname or "127.0.0.1",
+            "PGPORT": str(parts.port or 5432),
+            "PGUSER": parts.username or "postgres",
+            **({"PGPASSWORD": parts.password} if parts.password else {}),
+        }
+        self.admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+
+    def manage_env(self) -> dict:
+        return {
+            **os.environ,
+            "DJANGO_READ_DOT_ENV": "false",
+            "DATABASE_URL": self.url,
+            "MEDIA_ROOT": str(self.media),
+            "BACKUP_PATH": str(self.backups),
+            "BACKUP_S3_BUCKET": "",
+            "LOG_DIR": str(self.work / "logs"),
+            "LOG_LEVEL": "WARNING",
+        }
+
+    # --- data -----------------------------------------------------------------------------
+    def create(self):
+        self.drop_databases()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.args.database}"')
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=self.manage_env(), check=True
+        )
+        lines = self.args.order_lines
+        orders = max(1, lines // 4)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO catalog_category (name, slug, description, position) "
+                "VALUES ('Bench', 'bench', '', 0)"
+            )
+            conn.execute(
+                """
+                INSERT INTO catalog_product (category_id, name, slug, sku, description, price, stock,
+                                             is_active, created_at, updated_at)
+                SELECT (SELECT id FROM catalog_category), 'Product ' || g, 'product-' || g, 'SKU-' || g,
+                       repeat('A sturdy product. ', 20), (g % 500) + 0.99, 1000, true, now(), now()
+                FROM generate_series(1, 2000) g
+                """
+            )
+            conn.execute(
+                """
+                INSERT INTO orders_order (number, email, full_name, address_line1, address_line2,
+                    postal_code, city, country, phone, status, payment_method, currency, subtotal,
+                    shipping_cost, total, idempotency_key, created_at, updated_at)
+                SELECT 'SO-' || g, 'customer' || g || '@example.com', 'Customer ' || g,
+                       g || ' Main Street', '', '1000', 'Brussels', 'BE', '', 'paid', 'bank_transfer',
+                       'EUR', 40, 0, 40,
+                       md5(g::text), now() - (g || ' minutes')::interval, now()
+                FROM generate_series(1, %s) g
+                """,
+                [orders],
+            )
+            conn.execute(
+                """
+                INSERT INTO orders_orderline (order_id, product_id, product_name, sku, unit_price,
+                                              quantity, line_total)
+                SELECT o.id, p.id, p.name, p.sku, p.price, 1 + g %% 3, p.price * (1 + g %% 3)
+                FROM generate_series(0, %s - 1) g
+                JOIN orders_order o ON o.number = 'SO-' || (1 + g / 4)
+                JOIN catalog_product p ON p.sku = 'SKU-' || (1 + g %% 2000)
+                """,
+                [lines],
+            )
+            conn.execute("VACUUM ANALYZE")
+        self.make_images()
+
+    def make_images(self):
+        """Random bytes: as incompressible as real JPEGs, in the storage's content-addressed layout."""
+        remaining = self.args.image_mb * 1024 * 1024
+        n = 0
+        while remaining > 0:
+            size = min(remaining, 200_000 + (n * 7919) % 1_800_000)  # 0.2 to 2 MB
+            data = os.urandom(size)
+            name = f"{n:064x}"
+            path = self.media / "products" / name[-2:] / f"{name}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            remaining -= size
+            n += 1
+        return n
+
+    def drop_databases(self):
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname = %s OR starts_with(datname, %s)",
+                    [self.args.database, f"{self.args.database}__"],
+                )
+            ]
+            for name in names:
+                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    # --- measurements ---------------------------------------------------------------------
+    def run(self, command, env, cwd=ROOT) -> tuple[float, float]:
+        """(seconds, peak RSS in MB of the process) for one command."""
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.monotonic() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{command} failed")
+        return elapsed, usage.ru_maxrss / 1024
+
+    def baseline_backup(self) -> float:
+        raw = self.work / "raw"
+        raw.mkdir(exist_ok=True)
+        env = {**self.pg_env, "PGDATABASE": self.args.database}
+        dump, _ = self.run(["pg_dump", "-Fc", "-f", str(raw / "db.dump")], env)
+        tar, _ = self.run(["tar", "-cf", str(raw / "uploads.tar"), "-C", str(self.media), "."], env)
+        return dump + tar
+
+    def baseline_restore(self) -> float:
+        raw = self.work / "raw"
+        scratch = f"{self.args.database}__raw"
+        env = {**self.pg_env, "PGDATABASE": "postgres"}
+        create, _ = self.run(["createdb", scratch], env)
+        restore, _ = self.run(["pg_restore", "-d", scratch, str(raw / "db.dump")], env)
+        target = self.work / "raw-extract"
+        target.mkdir()
+        extract, _ = self.run(["tar", "-xf", str(raw / "uploads.tar"), "-C", str(target)], env)
+        return create + restore + extract
+
+    def ours(self, *args) -> tuple[float, float]:
+        return self.run([sys.executable, "manage.py", *args], self.manage_env())
+
+    def cleanup(self):
+        if not self.args.keep:
+            self.drop_databases()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def sync_and_settle():
+    # Each measured step starts with dirty pages written out, so one step's writeback
+    # is not billed to the next.
+    os.sync()
+    time.sleep(1)
+
+
+def main():
+    args = parse_args()
+    bench = Bench(args)
+    try:
+        print(
+            f"Generating {args.order_lines} order lines and {args.image_mb} MB of images in {bench.work} ..."
+        )
+        started = time.monotonic()
+        bench.create()
+        print(f"  done in {time.monotonic() - started:.0f} s")
+        sync_and_settle()
+        raw_backup = bench.baseline_backup()
+        sync_and_settle()
+        our_backup, backup_rss = bench.ours("backup_now", "--no-upload")
+        sync_and_settle()
+        raw_restore = bench.baseline_restore()
+        sync_and_settle()
+        our_restore, restore_rss = bench.ours("restore_backup", "--latest", "--yes")
+        raw_mb = sum(f.stat().st_size for f in (bench.work / "raw").iterdir()) / 2**20
+        print(
+            f"\nData: {args.order_lines} order lines, {args.image_mb} MB images; "
+            f"raw dump + tar {raw_mb:.0f} MB"
+        )
+        print(f"{'':10}{'baseline':>10}{'ours':>10}{'ratio':>8}{'peak RSS':>11}")
+        for label, raw, ours, rss in (
+            ("backup", raw_backup, our_backup, backup_rss),
+            ("restore", raw_restore, our_restore, restore_rss),
+        ):
+            print(f"{label:10}{raw:>9.1f}s{ours:>9.1f}s{ours / raw:>8.2f}{rss:>8.0f} MB")
+    finally:
+        bench.cleanup()
+
+
+if __name__ == "__main__":
+    main()
