@@ -52,7 +52,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=shop:shop . /app
+# The code belongs to root: the shop's user can read it, not change it.
+COPY . /app
 
 # Collected at build time: the frontend_build volume is filled from the image the first time,
 # and the migrate service refreshes it on every deploy.
