@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -79,6 +79,8 @@ class RunnerConfig:
     postgres_db: str
     redis_password: str
     secret_key: str
+    # The environment with .env filled in: passed on to the shop's processes.
+    environ: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> "RunnerConfig":
@@ -107,6 +109,7 @@ class RunnerConfig:
             postgres_db=values.get("POSTGRES_DB") or "shop",
             redis_password=values["REDIS_PASSWORD"],
             secret_key=values["DJANGO_SECRET_KEY"],
+            environ=values,
         )
 
     @property
@@ -137,7 +140,7 @@ class RunnerConfig:
 
     def app_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of the shop's processes: production settings on local services."""
-        env = dict(os.environ if base is None else base)
+        env = dict(self.environ if base is None else base)
         # A broker URL or eager mode from the caller (pytest sets one) would bypass our Redis.
         env.pop("CELERY_BROKER_URL", None)
         env.update(

@@ -80,7 +80,7 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
         "CELERY_BROKER_URL": "redis://elsewhere:6379/0",
     }
     config = runner.RunnerConfig.from_environment(env)
-    app = config.app_environment(env)
+    app = config.app_environment()
 
     assert {config.http_port, config.app_port, config.postgres_port, config.redis_port}.isdisjoint(
         {5432, 6379}
@@ -92,6 +92,19 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
     assert app["DJANGO_SECURE_SSL_REDIRECT"] == "false"  # plain HTTP on loopback
     assert app["MEDIA_ROOT"] == str(tmp_path / "uploads")
     assert app["LOG_DIR"] == str(tmp_path / "logs")
+
+
+def test_runner_passes_dot_env_settings_on_to_the_shop(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "POSTGRES_PASSWORD=a\nREDIS_PASSWORD=b\nDJANGO_SECRET_KEY=" + "k" * 40 + "\n"
+        "SHOP_NAME=From Dot Env\nDATABASE_URL=postgres://elsewhere/db\n"
+    )
+    monkeypatch.setattr(runner, "PROJECT_ROOT", tmp_path)
+
+    app = runner.RunnerConfig.from_environment({"DATA_PATH": str(tmp_path)}).app_environment()
+
+    assert app["SHOP_NAME"] == "From Dot Env"
+    assert app["DATABASE_URL"].endswith("@127.0.0.1:18432/shop")  # the runner's own database
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand PostgreSQL to the postgres user")

@@ -213,6 +213,8 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     timings["stop"] = time.monotonic() - began
     assert stack.leftover_process_groups() == []
 
+    assert list((stack.config.data / "redis" / "appendonlydir").glob("*.aof"))  # the carts are here
+
     timings["second start"] = stack.start()
 
     # The order (PostgreSQL), the image (uploads) and the cart (Redis AOF, same session cookie).
