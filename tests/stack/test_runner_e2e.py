@@ -134,6 +134,18 @@ def place_order(session: requests.Session, base: str) -> str:
     return re.fullmatch(r"/orders/([^/]+)/", response.headers["Location"]).group(1)
 
 
+def wait_for_thumbnail(session: requests.Session, base: str, timeout: float = 30) -> str:
+    """The product page shows the large thumbnail once the worker has made it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = session.get(f"{base}/product/{PRODUCT_SLUG}/").text
+        found = re.search(r'src="(/media/products/thumbs/[^"]+\.webp)"', page)
+        if found:
+            return found.group(1)
+        time.sleep(0.5)
+    raise AssertionError("the worker made no thumbnail")
+
+
 def assert_served_as_image(response: requests.Response) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/png"
@@ -183,6 +195,11 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     image = visitor.get(f"{base}{image_url}")
     assert_served_as_image(image)
     assert "immutable" in image.headers["Cache-Control"]
+    # The Celery worker makes the thumbnails (WebP), which nginx serves the same way.
+    thumbnail = visitor.get(f"{base}{wait_for_thumbnail(visitor, base)}")
+    assert thumbnail.status_code == 200
+    assert thumbnail.headers["Content-Type"] == "image/webp"
+    assert thumbnail.headers["X-Content-Type-Options"] == "nosniff"
     # Anything in the uploads that is not an image, or is hidden, is never served.
     uploads = stack.config.data / "uploads"
     (uploads / "products" / "evil.html").write_text("<script>alert(1)</script>")
