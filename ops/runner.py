@@ -131,6 +131,12 @@ class RunnerConfig:
         return self.data / "static"
 
     @property
+    def postgres_conf(self) -> Path:
+        """A copy of database/postgresql.conf that the postgres user can read wherever the
+        project is (a checkout under /root is closed to it)."""
+        return self.run_dir / "postgresql.conf"
+
+    @property
     def beat_dir(self) -> Path:
         return self.data / "beat"
 
@@ -259,7 +265,7 @@ def postgres_options(config: RunnerConfig) -> list[str]:
     """database/postgresql.conf, with this machine's address and port; TCP only."""
     return [
         "-c",
-        f"config_file={POSTGRES_CONF}",
+        f"config_file={config.postgres_conf}",
         "-c",
         "listen_addresses=127.0.0.1",
         "-c",
@@ -346,9 +352,10 @@ def prepare_directories(config: RunnerConfig) -> None:
     init_stack.create_data_dirs(config.data, config.backups)
     for directory in (config.run_dir, config.static_dir, config.beat_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(POSTGRES_CONF, config.postgres_conf)
+    config.postgres_conf.chmod(0o644)
     if running_as_root():
-        ensure_reachable_by_others(config.data, "PostgreSQL (user postgres)")
-        ensure_reachable_by_others(POSTGRES_CONF, "PostgreSQL (user postgres)")
+        ensure_reachable_by_others(config.postgres_conf, "PostgreSQL (user postgres)")
         ensure_reachable_by_others(config.static_dir, "nginx's workers")
         ensure_reachable_by_others(config.data / "uploads", "nginx's workers")
 
