@@ -4,11 +4,15 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 
 import pytest
+import yaml
 
-from ops import init_stack, runner
+from ops import healthcheck, init_stack, runner
 from tests.stack.compose import PROJECT_ROOT
+
+APP_SERVICES = {"migrate", "backend", "worker", "backup", "beat"}
 
 
 @pytest.fixture
@@ -115,3 +119,27 @@ def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly():
     assert command[0].endswith("setpriv")
     assert "--reuid=postgres" in command
     assert command[-3:] == ["postgres", "-D", "x"]
+
+
+def test_entrypoint_knows_every_role_the_compose_files_and_the_runner_use():
+    entrypoint = PROJECT_ROOT / "ops" / "entrypoint.sh"
+    subprocess.run(["sh", "-n", str(entrypoint)], check=True)  # valid POSIX sh
+    roles = set(re.findall(r"^    ([a-z-]+)\)$", entrypoint.read_text(), flags=re.MULTILINE))
+    used = {"web", "worker", "backup-worker", "beat", "migrate", "dev"}
+    for file in ("docker-compose.yml", "docker-compose.override.yml"):
+        services = yaml.safe_load((PROJECT_ROOT / file).read_text())["services"]
+        used |= {services[name]["command"][0] for name in APP_SERVICES if "command" in services.get(name, {})}
+    assert used <= roles
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "probe_host"),
+    [
+        ("shop.example.com,www.example.com", "shop.example.com"),
+        (".example.com", "example.com"),
+        ("*", "localhost"),
+    ],
+)
+def test_container_healthcheck_names_an_allowed_host(monkeypatch, allowed_hosts, probe_host):
+    monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", allowed_hosts)
+    assert healthcheck.probe_host() == probe_host

@@ -6,12 +6,15 @@ into a fresh DATA_PATH on free loopback ports, stopped with Ctrl-C (SIGINT), sta
 
 import io
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from PIL import Image
 
+from ops.runner import PROJECT_ROOT
 from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
 
 pytestmark = pytest.mark.stack
@@ -166,6 +169,15 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     css = visitor.get(f"{base}/static/css/shop.css")
     assert css.status_code == 200
     assert "max-age=3600" in css.headers["Cache-Control"]
+
+    # The image's container healthcheck works against gunicorn as it runs.
+    probe = subprocess.run(
+        [sys.executable, "ops/healthcheck.py"],
+        cwd=PROJECT_ROOT,
+        env={**stack.config.app_environment(stack.env)},
+        check=False,
+    )
+    assert probe.returncode == 0
 
     # A staff user uploads a product image through the admin (through nginx).
     category_id = stack.manage(
