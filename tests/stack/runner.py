@@ -129,13 +129,22 @@ class StackRunner:
         return alive
 
     def kill_everything(self) -> None:
-        """Teardown when something failed: nothing may outlive the test."""
+        """Teardown, also after a failure: nothing may outlive the test."""
         if self.process is not None:
-            with_suppressed_lookup(os.killpg, self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                with_suppressed_lookup(os.killpg, self.process.pid, signal.SIGKILL)
+                self.process.wait()
             self.process = None
         for group in self.leftover_process_groups():
             with_suppressed_lookup(os.killpg, group, signal.SIGKILL)
+        # A server the runner started with pg_ctl while bootstrapping runs in a session of its own.
+        for pid_file in self.config.data.glob("postgres*/postmaster.pid"):
+            pid = int(pid_file.read_text().split()[0])
+            if str(self.config.data).encode() in proc_cmdline(pid):  # not a recycled pid
+                with_suppressed_lookup(os.kill, pid, signal.SIGQUIT)  # immediate shutdown
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
@@ -152,6 +161,13 @@ class StackRunner:
             check=True,
         )
         return result.stdout
+
+
+def proc_cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def with_suppressed_lookup(function, *args) -> None:
