@@ -423,7 +423,9 @@ def prepare(config: RunnerConfig) -> Path:
 
 def start(config: RunnerConfig, procfile: Path) -> None:
     """Replace this process with honcho, so Ctrl-C (or SIGTERM) goes straight to it."""
-    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
+    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
+    if not honcho:
+        raise RunnerError("honcho is not installed: run `make venv` (it is in requirements-dev.txt).")
     print(f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n", flush=True)
     # The environment goes in through the process itself; no env file (it would hold secrets).
     arguments = [honcho, "start", "-f", str(procfile), "-d", str(PROJECT_ROOT), "-e", os.devnull]
@@ -453,7 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         print(f"Prepared {config.data} (Procfile: {procfile})")
         return 0
-    start(config, procfile)
+    try:
+        start(config, procfile)
+    except RunnerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0  # not reached: start() replaces this process
 
 
