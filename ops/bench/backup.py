@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -43,6 +44,7 @@ def parse_args():
     )
     parser.add_argument("--database", default="shop_bench")
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each step; the median is reported")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     return parser.parse_args()
 
@@ -177,12 +179,27 @@ class Bench:
         raw = self.work / "raw"
         scratch = f"{self.args.database}__raw"
         env = {**self.pg_env, "PGDATABASE": "postgres"}
+        subprocess.run(["dropdb", "--if-exists", scratch], env=env, check=True)
+        target = self.work / "raw-extract"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        sync_and_settle()
         create, _ = self.run(["createdb", scratch], env)
         restore, _ = self.run(["pg_restore", "-d", scratch, str(raw / "db.dump")], env)
-        target = self.work / "raw-extract"
-        target.mkdir()
         extract, _ = self.run(["tar", "-xf", str(raw / "uploads.tar"), "-C", str(target)], env)
         return create + restore + extract
+
+    def forget_previous_restores(self):
+        """Not timed: what a restore keeps for rollback, so repeated runs start alike."""
+        for kept in self.work.glob("uploads.pre-restore-*"):
+            shutil.rmtree(kept)
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for (name,) in conn.execute(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)",
+                [f"{self.args.database}__pre_"],
+            ).fetchall():
+                conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        sync_and_settle()
 
     def ours(self, *args) -> tuple[float, float]:
         return self.run([sys.executable, "manage.py", *args], self.manage_env())
@@ -210,20 +227,35 @@ def main():
         started = time.monotonic()
         bench.create()
         print(f"  done in {time.monotonic() - started:.0f} s")
-        sync_and_settle()
-        raw_backup = bench.baseline_backup()
-        sync_and_settle()
-        our_backup, backup_rss = bench.ours("backup_now", "--no-upload")
-        sync_and_settle()
-        raw_restore = bench.baseline_restore()
-        sync_and_settle()
-        our_restore, restore_rss = bench.ours("restore_backup", "--latest", "--yes")
+        runs = {"raw backup": [], "backup": [], "raw restore": [], "restore": []}
+        rss = {"backup": [], "restore": []}
+        for _ in range(args.repeat):
+            # Alternate baseline and ours, so a noisy neighbour hurts both alike.
+            sync_and_settle()
+            runs["raw backup"].append(bench.baseline_backup())
+            sync_and_settle()
+            seconds, peak = bench.ours("backup_now", "--no-upload")
+            runs["backup"].append(seconds)
+            rss["backup"].append(peak)
+            runs["raw restore"].append(bench.baseline_restore())
+            bench.forget_previous_restores()
+            seconds, peak = bench.ours("restore_backup", "--latest", "--yes")
+            runs["restore"].append(seconds)
+            rss["restore"].append(peak)
+            bench.forget_previous_restores()
+        raw_backup, our_backup = median(runs["raw backup"]), median(runs["backup"])
+        raw_restore, our_restore = median(runs["raw restore"]), median(runs["restore"])
+        backup_rss, restore_rss = max(rss["backup"]), max(rss["restore"])
+        print(
+            "\nAll runs (s): "
+            + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in runs.items())
+        )
         raw_mb = sum(f.stat().st_size for f in (bench.work / "raw").iterdir()) / 2**20
         print(
             f"\nData: {args.order_lines} order lines, {args.image_mb} MB images; "
             f"raw dump + tar {raw_mb:.0f} MB"
         )
-        print(f"{'':10}{'baseline':>10}{'ours':>10}{'ratio':>8}{'peak RSS':>11}")
+        print(f"{'median':10}{'baseline':>10}{'ours':>10}{'ratio':>8}{'peak RSS':>11}")
         for label, raw, ours, rss in (
             ("backup", raw_backup, our_backup, backup_rss),
             ("restore", raw_restore, our_restore, restore_rss),

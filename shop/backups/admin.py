@@ -29,7 +29,8 @@ class BackupSetAdmin(admin.ModelAdmin):
             raise PermissionDenied
         try:
             # Local sets only: S3 listing is slow and may be down; offsite state comes from status.json.
-            sets, error = list_sets("local"), ""
+            sets, _ = list_sets("local")
+            error = ""
         except BackupError as exc:
             sets, error = [], str(exc)
         context = {

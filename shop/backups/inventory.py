@@ -1,6 +1,7 @@
 """Which backup sets exist where, and opening one (fetching it from S3 when needed)."""
 
 import contextlib
+import logging
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.manifest import read_manifest, set_time, total_size
 from shop.backups.status import read_status, set_record
 
-SOURCES = ("local", "s3")
+logger = logging.getLogger("shop.backups")
 
 
 @dataclass
@@ -62,9 +63,11 @@ def _info(manifest: dict, status: dict) -> SetInfo:
     )
 
 
-def list_sets(source: str = "all", check_s3: bool = True) -> list[SetInfo]:
-    """Sets from the chosen places, newest first. S3 errors become notes on nothing: they raise."""
+def list_sets(source: str = "all", check_s3: bool = True) -> tuple[list[SetInfo], list[str]]:
+    """(sets from the chosen places newest first, problems). With source "all", an unreachable
+    S3 is a problem to show beside the local sets; with source "s3" it raises."""
     status = read_status()
+    problems = []
     sets: dict[str, SetInfo] = {}
     if source in ("local", "all"):
         for set_id in local.local_set_ids():
@@ -75,27 +78,42 @@ def list_sets(source: str = "all", check_s3: bool = True) -> list[SetInfo]:
             info.local = True
             sets[set_id] = info
     if source in ("s3", "all") and s3.configured():
-        client = s3.client()
-        for set_id in s3.remote_set_ids(client):
-            manifest = s3.remote_manifest(client, set_id)
-            info = sets.setdefault(set_id, _info(manifest, status))
-            info.s3 = True
-            if check_s3:
-                info.s3_intact = s3.remote_set_intact(client, manifest)
-    return sorted(sets.values(), key=lambda info: info.id, reverse=True)
+        try:
+            _add_remote_sets(sets, status, check_s3)
+        except OffsiteError as exc:
+            if source == "s3":
+                raise
+            problems.append(f"S3 could not be listed: {exc}")
+    return sorted(sets.values(), key=lambda info: info.id, reverse=True), problems
+
+
+def _add_remote_sets(sets: dict[str, SetInfo], status: dict, check_s3: bool) -> None:
+    client = s3.client()
+    for set_id in s3.remote_set_ids(client):
+        manifest = s3.remote_manifest(client, set_id)
+        info = sets.setdefault(set_id, _info(manifest, status))
+        info.s3 = True
+        if check_s3:
+            info.s3_intact = s3.remote_set_intact(client, manifest)
 
 
 def latest_set_id(source: str | None) -> str:
-    places = [source] if source else ["local", "s3"]
-    ids = set()
-    for place in places:
-        if place == "local":
-            ids.update(local.local_set_ids())
-        elif s3.configured():
+    """The newest set ID in `source`, or in either place. If S3 is down when either will do,
+    the newest local set is used: an outage offsite must not block a restore from local."""
+    ids = set(local.local_set_ids()) if source in (None, "local") else set()
+    s3_error = None
+    if source in (None, "s3") and s3.configured():
+        try:
             ids.update(s3.remote_set_ids(s3.client()))
+        except OffsiteError as exc:
+            if source == "s3" or not ids:
+                raise
+            s3_error = exc
     if not ids:
-        where = " or ".join(places)
+        where = source or "local or s3"
         raise BackupError(f"there is no backup set in {where}. Run `manage.py backup_now` first.")
+    if s3_error:
+        logger.warning("S3 could not be listed, using the newest local set: %s", s3_error)
     return max(ids)
 
 

@@ -235,3 +235,18 @@ def test_an_upload_named_in_the_dump_but_missing_on_disk_is_recorded(shop_data, 
 
     manifest = json.loads((backup_settings.BACKUP_PATH / set_id / MANIFEST_NAME).read_text())
     assert manifest["uploads"]["referenced_but_missing"] == [image.image.name]
+
+
+def test_s3_down_does_not_block_listing_or_restoring_local_sets(
+    shop_data, media_root, s3_bucket, backup_settings, closed_port
+):
+    set_id = backup_now()
+    files = upload_fingerprints(media_root)
+    sorted(media_root.rglob("*.png"))[0].unlink()
+    backup_settings.BACKUP_S3_ENDPOINT_URL = f"http://127.0.0.1:{closed_port}"
+
+    listing = "\n".join(run_command("list_backups"))
+    assert set_id in listing
+    assert "S3 could not be listed" in listing
+    run_command("restore_backup", "--latest", "--yes", "--only", "uploads")
+    assert upload_fingerprints(media_root) == files

@@ -21,9 +21,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, source, json, **options):
         try:
-            sets = list_sets(source)
+            sets, problems = list_sets(source)
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(str(exc)) from exc
+        for problem in problems:
+            self.stderr.write(self.style.ERROR(problem))
         if json:
             self.stdout.write(_dumps([info.as_json() for info in sets]))
             return
