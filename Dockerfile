@@ -48,7 +48,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOG_DIR=/app/data/logs \
     STATIC_ROOT=/app/static \
     BACKUP_PATH=/backups \
-    CELERY_BEAT_SCHEDULE_FILE=/app/data/beat/celerybeat-schedule
+    CELERY_BEAT_SCHEDULE_FILE=/app/data/beat/celerybeat-schedule \
+    GUNICORN_CONTROL_SOCKET=/tmp/gunicorn.ctl
 
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -17,3 +17,9 @@ accesslog = "-"
 errorlog = "-"
 # /dev/shm is memory-backed: worker heartbeats never stall on a slow or read-only disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# gunicorn's control socket (for `gunicornc`) defaults to one path per user
+# ($HOME/.gunicorn/gunicorn.ctl), which two gunicorns of one user would share and a read-only
+# root file system cannot hold: each stack names its own (the image: /tmp, the runner: DATA_PATH/run).
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]

@@ -170,6 +170,7 @@ class RunnerConfig:
             LOG_DIR=str(self.data / "logs"),
             CELERY_BEAT_SCHEDULE_FILE=str(self.beat_dir / "celerybeat-schedule"),
             GUNICORN_BIND=f"127.0.0.1:{self.app_port}",
+            GUNICORN_CONTROL_SOCKET=str(self.run_dir / "gunicorn.ctl"),
             GUNICORN_WORKERS=env.get("GUNICORN_WORKERS") or "2",
             PYTHONUNBUFFERED="1",
         )
