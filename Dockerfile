@@ -10,7 +10,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/requirements.txt
 # Every pinned dependency ships manylinux wheels (psycopg[binary], pillow): no compiler needed.
-RUN pip install --no-compile -r /tmp/requirements.txt
+# Compiled to .pyc here: at run time the file system may be read-only.
+RUN pip install -r /tmp/requirements.txt
 
 # --- runtime ------------------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm AS runtime
