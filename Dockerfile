@@ -56,6 +56,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # The code belongs to root: the shop's user can read it, not change it.
 COPY . /app
+RUN python -m compileall -q shop ops
 
 # Collected at build time: the frontend_build volume is filled from the image the first time,
 # and the migrate service refreshes it on every deploy.
