@@ -269,13 +269,17 @@ def _allow_connections(conn: psycopg.Connection, name: str, allow: bool) -> None
     )
 
 
-def swap_databases(live: str, replacement: str, previous: str) -> None:
-    """Put `replacement` in place of `live`, keeping the old one as `previous`.
+def swap_databases(live: str, replacement: str, previous: str) -> bool:
+    """Put `replacement` in place of `live`, keeping the old one as `previous` (True) if there
+    was one: on a new server after a disaster there is none (False).
 
     New connections to the live database are refused while its sessions are terminated,
     so none can slip in before the rename. If the second rename fails, the first is undone.
     """
     with maintenance_connection("shop-backups: restore swap") as conn:
+        if not database_exists(conn, live):
+            _rename(conn, replacement, live)
+            return False
         _allow_connections(conn, live, False)
         try:
             _rename(conn, live, previous)
@@ -286,3 +290,4 @@ def swap_databases(live: str, replacement: str, previous: str) -> None:
         except Exception:
             _rename(conn, previous, live)
             raise
+        return True

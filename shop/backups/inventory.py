@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from shop.backups import local, s3
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
-from shop.backups.manifest import read_manifest, set_time, total_size
+from shop.backups.manifest import is_set_id, read_manifest, set_time, total_size
 from shop.backups.status import read_status, set_record
 
 logger = logging.getLogger("shop.backups")
@@ -118,6 +118,8 @@ def latest_set_id(source: str | None) -> str:
 
 
 def where_to_read(set_id: str, source: str | None) -> str:
+    if not is_set_id(set_id):
+        raise BackupError(f"{set_id!r} is not a backup set ID (like 20261128T020000Z): see list_backups.")
     if source:
         return source
     if local.set_dir(set_id).is_dir():

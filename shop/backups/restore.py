@@ -192,7 +192,8 @@ def execute(plan: RestorePlan, report) -> list[str]:
         if "db" in plan.parts:
             report.step(f"Swapping databases: {live_database_name()} -> {previous_db}, {staging_db} -> live")
             connections.close_all()  # ours would be terminated anyway; close them cleanly
-            swap_databases(live_database_name(), staging_db, previous_db)
+            if not swap_databases(live_database_name(), staging_db, previous_db):
+                previous_db = None
     except BaseException as exc:
         shutil.rmtree(staging_dir, ignore_errors=True)
         with maintenance_connection() as conn:
@@ -247,13 +248,16 @@ def _swap_uploads(media_root: Path, staging_dir: Path, previous_dir: Path) -> No
     staging_dir.rmdir()
 
 
-def _database_summary(plan: RestorePlan, previous_db: str) -> list[str]:
+def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:
     live = live_database_name()
     counts = plan.manifest["database"]["row_counts"]
     psql = f"psql -d {settings.BACKUP_MAINTENANCE_DATABASE}"
+    rows = f"{sum(counts.values())} rows in {len(counts)} tables"
+    restored = f"Restored database {live} from set {plan.set_id} ({rows})."
+    if previous_db is None:
+        return [restored, f"There was no database {live} before: nothing to roll back to."]
     return [
-        f"Restored database {live} from set {plan.set_id} "
-        f"({sum(counts.values())} rows in {len(counts)} tables).",
+        restored,
         f"The previous database is kept as {previous_db}. To roll back, stop the backend and workers, then:",
         f'  {psql} -c \'ALTER DATABASE "{live}" RENAME TO "{live}__restored_{plan.set_id}"\' '
         f'-c \'ALTER DATABASE "{previous_db}" RENAME TO "{live}"\'',

@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 from django.core.management.base import CommandError
+from django.db import connections
+from psycopg import sql
 
 from shop.backups.database import live_database_name, maintenance_connection
 from shop.catalog.models import Product
@@ -141,3 +143,27 @@ def test_uploads_restore_into_a_mount_point(media_root_mount, shop_data):
     # The kept copy is hidden from the next backup.
     second = backup_now("--no-upload", "--only", "uploads")
     assert f"{len(files_before)} files" in "\n".join(run_command("verify_backup", second, "--deep"))
+
+
+def test_restore_onto_a_server_that_lost_the_database(shop_data, media_root):
+    """The worst day: the shop database is gone (here: moved aside), the backup brings it back."""
+    rows = table_fingerprints()
+    backup_now("--no-upload", "--only", "db")
+    connections.close_all()
+    live = live_database_name()
+    with maintenance_connection() as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(live), sql.Identifier(f"{live}__lost")
+            )
+        )
+
+    text = "\n".join(run_command("restore_backup", "--latest", "--yes"))
+
+    assert "nothing to roll back to" in text
+    assert table_fingerprints() == rows
+
+
+def test_a_malformed_set_id_is_refused(shop_data):
+    with pytest.raises(CommandError, match="is not a backup set ID"):
+        run_command("restore_backup", "../../etc", "--yes")
