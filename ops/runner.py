@@ -41,6 +41,7 @@ DEFAULT_PORTS = {
     "RUNNER_POSTGRES_PORT": 18432,
     "RUNNER_REDIS_PORT": 18379,
 }
+PROCESS_NAMES = ("postgres", "redis", "web", "worker", "backup", "beat", "nginx")
 REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SECRET_KEY")
 
 INSTALL_HINTS = {
@@ -395,7 +396,7 @@ def procfile_text(config: RunnerConfig, programs: Programs, nginx_main: Path) ->
     nginx = [programs.nginx, *nginx_config.nginx_arguments(config.run_dir / "nginx", nginx_main)]
     nginx += ["-g", "daemon off;"]
     entrypoint = shlex.quote(str(ENTRYPOINT))
-    processes = {
+    processes = {  # the keys are PROCESS_NAMES
         "postgres": shlex.join(postgres),
         # The password comes from the environment, so it is not written into this file.
         "redis": shlex.join(redis) + ' --requirepass "$REDIS_PASSWORD"',
@@ -422,14 +423,14 @@ def prepare(config: RunnerConfig) -> Path:
     return procfile
 
 
-def start(config: RunnerConfig, procfile: Path) -> None:
+def start(config: RunnerConfig, procfile: Path, processes: list[str]) -> None:
     """Replace this process with honcho, so Ctrl-C (or SIGTERM) goes straight to it."""
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
     if not honcho:
         raise RunnerError("honcho is not installed: run `make venv` (it is in requirements-dev.txt).")
     print(f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n", flush=True)
     # The environment goes in through the process itself; no env file (it would hold secrets).
-    arguments = [honcho, "start", "-f", str(procfile), "-d", str(PROJECT_ROOT), "-e", os.devnull]
+    arguments = [honcho, "start", "-f", str(procfile), "-d", str(PROJECT_ROOT), "-e", os.devnull, *processes]
     os.execve(honcho, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
 
 
@@ -442,7 +443,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=["run", "prepare"],
         help="run: prepare and start everything (default); prepare: only initialise, migrate, render",
     )
+    parser.add_argument(
+        "processes",
+        nargs="*",
+        metavar="PROCESS",
+        help=f"start only these ({', '.join(PROCESS_NAMES)}), e.g. `run postgres` for maintenance",
+    )
     args = parser.parse_args(argv)
+    unknown = set(args.processes) - set(PROCESS_NAMES)
+    if unknown:
+        parser.error(f"unknown process {', '.join(sorted(unknown))}; choose from {', '.join(PROCESS_NAMES)}")
     try:
         config = RunnerConfig.from_environment()
         procfile = prepare(config)
@@ -457,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Prepared {config.data} (Procfile: {procfile})")
         return 0
     try:
-        start(config, procfile)
+        start(config, procfile, args.processes)
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -67,6 +67,19 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
     assert "brew install" in message
 
 
+def test_procfile_runs_every_process_of_the_stack(tmp_path):
+    config = runner.RunnerConfig.from_environment(
+        {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(tmp_path), "POSTGRES_PASSWORD": "p",
+         "REDIS_PASSWORD": "r", "DJANGO_SECRET_KEY": "k" * 40}
+    )  # fmt: skip
+    programs = runner.find_programs()
+    text = runner.procfile_text(config, programs, tmp_path / "nginx.conf")
+
+    names = [line.split(":", 1)[0] for line in text.splitlines() if not line.startswith("#")]
+    assert tuple(names) == runner.PROCESS_NAMES
+    assert "r" not in re.findall(r"--requirepass (\S+)", text)  # the password stays out of the file
+
+
 def test_runner_needs_the_secrets(monkeypatch):
     env = {"DJANGO_READ_DOT_ENV": "false", "POSTGRES_PASSWORD": "x"}
     expected = "REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
