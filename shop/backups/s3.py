@@ -21,7 +21,7 @@ from django.conf import settings
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, is_set_id
 
-MIN_PART_SIZE = 16 * 1024 * 1024
+MIN_PART_SIZE = 8 * 1024 * 1024  # held in memory while it is sent; botocore makes a few copies
 MAX_PARTS = 10_000
 # Any error from botocore (connection refused, timeouts, HTTP errors) makes the copy not offsite.
 TRANSPORT_ERRORS = (BotoCoreError, ClientError, OSError)
