@@ -146,9 +146,15 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "data" / "static")
 STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed names (shop.1a2b3c4d5e6f.css): nginx lets browsers cache them for a year.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "data" / "uploads")
-# One limit for the form, Django and nginx (`client_max_body_size` in nginx/conf.d).
+# The shop's limit for one image. nginx (`client_max_body_size 11m` in nginx/conf.d) allows
+# the multipart overhead on top and refuses anything larger with 413 before it reaches us.
 MAX_UPLOAD_BYTES = env.int("MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env.int("MAX_IMAGE_PIXELS", default=40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024

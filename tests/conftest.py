@@ -19,6 +19,16 @@ def media_root(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _static_files_without_manifest(settings):
+    """Tests run without `collectstatic`, so the hashed-name manifest does not exist; the
+    stack tests, which do run it, exercise the real storage."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
 def _empty_redis_caches():
     yield
     for alias in ("default", "sessions"):

@@ -166,9 +166,12 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     home = visitor.get(f"{base}/")
     assert home.status_code == 200
     assert home.headers["Server"] == "nginx"
-    css = visitor.get(f"{base}/static/css/shop.css")
+    # The page names the hashed copy (ManifestStaticFilesStorage), which may be cached for good.
+    css_url = re.search(r'href="(/static/css/shop\.[0-9a-f]{12}\.css)"', home.text).group(1)
+    css = visitor.get(f"{base}{css_url}")
     assert css.status_code == 200
-    assert "max-age=3600" in css.headers["Cache-Control"]
+    assert css.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert "max-age=3600" in visitor.get(f"{base}/static/css/shop.css").headers["Cache-Control"]
 
     # The image's container healthcheck works against gunicorn as it runs.
     probe = subprocess.run(
