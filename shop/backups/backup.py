@@ -19,7 +19,7 @@ from shop.backups.database import (
     live_database_name,
     referenced_upload_names,
 )
-from shop.backups.errors import BackupError, OffsiteError
+from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import (
     DB_FILE,
@@ -161,6 +161,11 @@ def upload_local_set(set_id: str, report) -> None:
     except OffsiteError as exc:
         logger.error("BACKUP NOT OFFSITE: set %s is kept locally only: %s", set_id, exc)
         status.record_offsite(set_id, False, str(exc))
+        status.record_failure("upload", exc, set_id)
+        raise
+    except CorruptSet as exc:  # the local copy changed since it was written
+        logger.error("BACKUP CORRUPT: set %s: %s", set_id, exc)
+        status.record_local_check(set_id, False, str(exc))
         status.record_failure("upload", exc, set_id)
         raise
     status.record_offsite(set_id, True)

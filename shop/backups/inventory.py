@@ -23,7 +23,7 @@ class SetInfo:
     local: bool = False
     local_verified: bool | None = None  # None: never checked
     s3: bool = False
-    s3_intact: bool | None = None  # None: not looked at
+    s3_intact: bool | None = None  # None: not on S3
     offsite_verified: bool = False
     offsite_error: str = ""
     notes: list[str] = field(default_factory=list)
@@ -63,7 +63,7 @@ def _info(manifest: dict, status: dict) -> SetInfo:
     )
 
 
-def list_sets(source: str = "all", check_s3: bool = True) -> tuple[list[SetInfo], list[str]]:
+def list_sets(source: str = "all") -> tuple[list[SetInfo], list[str]]:
     """(sets from the chosen places newest first, problems). With source "all", an unreachable
     S3 is a problem to show beside the local sets; with source "s3" it raises."""
     status = read_status()
@@ -79,7 +79,7 @@ def list_sets(source: str = "all", check_s3: bool = True) -> tuple[list[SetInfo]
             sets[set_id] = info
     if source in ("s3", "all") and s3.configured():
         try:
-            _add_remote_sets(sets, status, check_s3)
+            _add_remote_sets(sets, status)
         except OffsiteError as exc:
             if source == "s3":
                 raise
@@ -87,14 +87,13 @@ def list_sets(source: str = "all", check_s3: bool = True) -> tuple[list[SetInfo]
     return sorted(sets.values(), key=lambda info: info.id, reverse=True), problems
 
 
-def _add_remote_sets(sets: dict[str, SetInfo], status: dict, check_s3: bool) -> None:
+def _add_remote_sets(sets: dict[str, SetInfo], status: dict) -> None:
     client = s3.client()
     for set_id in s3.remote_set_ids(client):
         manifest = s3.remote_manifest(client, set_id)
         info = sets.setdefault(set_id, _info(manifest, status))
         info.s3 = True
-        if check_s3:
-            info.s3_intact = s3.remote_set_intact(client, manifest)
+        info.s3_intact = s3.remote_set_intact(client, manifest)
 
 
 def latest_set_id(source: str | None) -> str:

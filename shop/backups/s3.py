@@ -80,9 +80,12 @@ def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report) -> No
     parts, part_digests, whole = [], [], hashlib.sha256()
     try:
         with open(path, "rb") as source, report.track(f"uploading {path.name}", size) as advance:
-            number = 1
-            # At least one part, also for an empty file; a part is held in memory while it is sent.
-            while (data := source.read(part_size)) or number == 1:
+            number = 0
+            while True:
+                data = source.read(part_size)  # one part in memory while it is sent
+                if not data and number:  # at least one part, also for an empty file
+                    break
+                number += 1
                 digest = hashlib.sha256(data).digest()
                 whole.update(data)
                 response = s3.upload_part(
@@ -96,9 +99,6 @@ def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report) -> No
                 parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
                 part_digests.append(digest)
                 advance(len(data))
-                number += 1
-                if not data:
-                    break
         if whole.hexdigest() != expected_sha256:
             raise CorruptSet(f"{path} no longer matches its manifest checksum; not uploading it.")
         s3.complete_multipart_upload(
@@ -143,6 +143,11 @@ def upload_set(set_dir: Path, manifest: dict, report) -> None:
         upload_file(s3, manifest_path, manifest["id"], manifest_sha, report)
     except TRANSPORT_ERRORS as exc:
         raise OffsiteError(f"uploading set {manifest['id']} to S3 failed: {exc}") from exc
+    except CorruptSet:
+        # Files of this set uploaded before the damaged one would stay behind, never listed.
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            delete_remote_set(s3, manifest["id"])
+        raise
 
 
 def remote_set_ids(s3) -> list[str]:

@@ -13,6 +13,7 @@ from django.core.management.base import CommandError
 from shop import celery_app
 from shop.backups import local, retention, status
 from shop.backups.backup import upload_local_set
+from shop.backups.errors import CorruptSet
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import MANIFEST_NAME, new_set_id
 from shop.backups.progress import LoggingReporter
@@ -157,3 +158,20 @@ def test_the_beat_schedule_triggers_the_backup_task(shop_data, settings):
 
     assert len(local.local_set_ids()) == 1
     assert scheduler.schedule["backup-set"].last_run_at > datetime.now(UTC) - timedelta(minutes=1)
+
+
+def test_a_local_set_damaged_before_upload_is_not_uploaded_and_marked_corrupt(
+    shop_data, s3_bucket, backup_settings
+):
+    set_id = backup_now("--no-upload")
+    archive = backup_settings.BACKUP_PATH / set_id / "uploads.tar"
+    data = bytearray(archive.read_bytes())
+    data[1000] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptSet, match="no longer matches its manifest checksum"):
+        upload_backup_set.delay(set_id)
+
+    assert status.read_status()["sets"][set_id]["local_verified"] is False
+    assert json.loads("\n".join(run_command("list_backups", "--source", "s3", "--json"))) == []
+    assert s3_bucket.list_objects_v2(Bucket=backup_settings.BACKUP_S3_BUCKET).get("KeyCount", 0) == 0
