@@ -3,6 +3,7 @@
 import logging
 import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -59,6 +60,9 @@ def backup_freshness() -> dict:
     from shop.backups.inventory import newest_good_set
 
     max_age = settings.BACKUP_MAX_AGE_HOURS * 3600
+    if not Path(settings.BACKUP_PATH).is_dir():
+        reason = f"BACKUP_PATH {settings.BACKUP_PATH} does not exist here (backup volume not mounted?)"
+        return {"status": "unknown", "reason": reason, "max_age_seconds": max_age}
     try:
         newest = newest_good_set()
     except Exception as exc:  # a probe reports every failure, whatever its type

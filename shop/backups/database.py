@@ -199,6 +199,25 @@ def derived_name(suffix: str) -> str:
     return name
 
 
+SCRATCH_SUFFIXES = ("restoring_", "verify_")  # never "pre_restore_": those are kept for rollback
+
+
+def drop_scratch_databases() -> list[str]:
+    """Drop staging and scratch databases left by a killed restore or verify; call under the lock."""
+    patterns = [f"{live_database_name()}__{suffix}" for suffix in SCRATCH_SUFFIXES]
+    with maintenance_connection() as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE ANY(%s)",
+                [[pattern.replace("_", r"\_") + "%" for pattern in patterns]],
+            )
+        ]
+        for name in names:
+            drop_database(conn, name)
+    return names
+
+
 def create_database(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
 

@@ -25,6 +25,7 @@ from shop.backups.database import (
     database_size,
     derived_name,
     drop_database,
+    drop_scratch_databases,
     live_database_name,
     maintenance_connection,
     major,
@@ -59,6 +60,8 @@ def restore(set_id: str | None, source: str | None, only: str | None, dry_run: b
     """Restore a set (the newest if set_id is None). `confirm()` -> bool asks the user, `show(lines)`
     prints the plan. Returns the summary lines, or None for a dry run or a declined confirmation."""
     with backup_lock("restore"):
+        for name in drop_scratch_databases():
+            logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
         set_id = set_id or latest_set_id(source)
         with opened_set(set_id, source, report) as (directory, manifest, where):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")

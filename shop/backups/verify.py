@@ -10,6 +10,7 @@ from shop.backups.database import (
     create_database,
     derived_name,
     drop_database,
+    drop_scratch_databases,
     maintenance_connection,
     restore_dump,
 )
@@ -22,6 +23,7 @@ from shop.backups.manifest import DB_FILE, UPLOADS_FILE, verify_files
 def verify_set(set_id: str, source: str | None, deep: bool, report) -> list[str]:
     """What was checked, line by line; CorruptSet or BackupError when the set is not good."""
     with backup_lock("verify"), opened_set(set_id, source, report) as (directory, manifest, where):
+        drop_scratch_databases()
         try:
             report.step(f"Checking the checksums of set {set_id} ({where}) ...")
             verify_files(directory, manifest, report)

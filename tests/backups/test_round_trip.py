@@ -167,3 +167,33 @@ def test_restore_onto_a_server_that_lost_the_database(shop_data, media_root):
 def test_a_malformed_set_id_is_refused(shop_data):
     with pytest.raises(CommandError, match="is not a backup set ID"):
         run_command("restore_backup", "../../etc", "--yes")
+
+
+def test_without_yes_it_asks_and_a_no_changes_nothing(shop_data, media_root, monkeypatch):
+    backup_now("--no-upload")
+    Product.objects.filter(pk=shop_data[0].pk).update(stock=2)
+    rows, files = table_fingerprints(), upload_fingerprints(media_root)
+    questions = []
+    monkeypatch.setattr("builtins.input", lambda prompt: questions.append(prompt) or "no")
+
+    assert "Cancelled: nothing was changed." in run_command("restore_backup", "--latest")
+
+    assert "Type 'yes'" in questions[0]
+    assert (table_fingerprints(), upload_fingerprints(media_root)) == (rows, files)
+
+
+def test_leftover_staging_databases_are_dropped_but_rollback_copies_kept(shop_data):
+    backup_now("--no-upload", "--only", "db")
+    live = live_database_name()
+    leftovers = {f"{live}__restoring_20260101T000000Z", f"{live}__verify_20260101T000000Z"}
+    kept = f"{live}__pre_restore_20260101T000000Z"
+    with maintenance_connection() as conn:
+        for name in [*leftovers, kept]:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    run_command("verify_backup", "--latest")
+
+    with maintenance_connection() as conn:
+        existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+    assert not leftovers & existing
+    assert kept in existing

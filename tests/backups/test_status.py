@@ -10,10 +10,18 @@ from tests.backups.conftest import backup_now, make_old, run_command
 pytestmark = pytest.mark.django_db
 
 
-def test_readyz_reports_a_missing_backup_without_becoming_unready(client):
+def test_readyz_reports_a_missing_backup_without_becoming_unready(client, backup_settings):
+    backup_settings.BACKUP_PATH.mkdir()  # the empty backup volume
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["backup"]["status"] == "missing"
+
+
+def test_readyz_says_when_it_cannot_see_the_backup_volume(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["backup"]["status"] == "unknown"
+    assert "does not exist here" in response.json()["backup"]["reason"]
 
 
 def test_readyz_reports_the_age_of_the_newest_good_backup(client, shop_data, settings):

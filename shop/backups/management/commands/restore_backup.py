@@ -48,5 +48,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  {style(line)}")
 
     def _confirm(self) -> bool:
-        answer = input("Replace the live data with this set? Type 'yes' to continue: ")
+        try:
+            answer = input("Replace the live data with this set? Type 'yes' to continue: ")
+        except EOFError:
+            raise CommandError("no answer on standard input; pass --yes to restore without asking.") from None
         return answer.strip().lower() == "yes"
