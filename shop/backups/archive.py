@@ -6,6 +6,7 @@ files (`.incoming-*` of the image storage, `.readyz-*` of the probe) or our own 
 directories.
 """
 
+import logging
 import os
 import stat
 import tarfile
@@ -14,6 +15,8 @@ from pathlib import Path, PurePosixPath
 
 from shop.backups.errors import CorruptSet, UnsafeArchive
 from shop.backups.manifest import CHUNK_SIZE, HashingWriter
+
+logger = logging.getLogger("shop.backups")
 
 
 @dataclass
@@ -31,13 +34,10 @@ def _is_hidden(name: str) -> bool:
 def media_totals(media_root: Path) -> tuple[int, int]:
     """(file count, bytes) of the regular files an archive of media_root would hold."""
     count = size = 0
-    for directory, dirnames, filenames in os.walk(media_root):
-        dirnames[:] = [name for name in dirnames if not _is_hidden(name)]
-        for name in filenames:
-            path = os.path.join(directory, name)
-            if not _is_hidden(name) and os.path.isfile(path) and not os.path.islink(path):
-                count += 1
-                size += os.path.getsize(path)
+    for _, mode, file_size in _archivable_paths(media_root):
+        if stat.S_ISREG(mode):
+            count += 1
+            size += file_size
     return count, size
 
 
@@ -51,7 +51,7 @@ def write_uploads_archive(
         # Mode "w" on a write-only stream: it never seeks, and unlike "w|" it writes our 1 MB chunks
         # straight through instead of re-slicing them into 10 KB records (several times slower).
         with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
-            for path in _archivable_paths(media_root):
+            for path, _, _ in _archivable_paths(media_root):
                 try:
                     name = path.relative_to(media_root).as_posix()
                     info = tar.gettarinfo(str(path), arcname=name)
@@ -73,16 +73,27 @@ def write_uploads_archive(
 
 
 def _archivable_paths(media_root: Path):
-    """Directories and regular files under media_root, parents first, in a stable order."""
+    """(path, mode, size) of the directories and regular files under media_root, parents first,
+    in a stable order. Symlinks and special files are skipped with a warning: a restore refuses
+    them, so archiving one would make the whole set unrestorable."""
     for directory, dirnames, filenames in os.walk(media_root):
-        dirnames[:] = sorted(name for name in dirnames if not _is_hidden(name))
         base = Path(directory)
-        for name in dirnames:
-            yield base / name
-        for name in sorted(filenames):
+        kept_dirs = []
+        for name in sorted(dirnames) + sorted(filenames):
+            if _is_hidden(name):
+                continue
             path = base / name
-            if not _is_hidden(name) and stat.S_ISREG(path.lstat().st_mode):
-                yield path
+            try:
+                info = path.lstat()
+            except FileNotFoundError:
+                continue  # deleted since the directory was listed
+            if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
+                logger.warning("not archiving %s: not a plain file or directory", path)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                kept_dirs.append(name)
+            yield path, info.st_mode, info.st_size
+        dirnames[:] = kept_dirs
 
 
 def check_member(member: tarfile.TarInfo) -> PurePosixPath:

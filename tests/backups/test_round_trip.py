@@ -197,3 +197,18 @@ def test_leftover_staging_databases_are_dropped_but_rollback_copies_kept(shop_da
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
     assert not leftovers & existing
     assert kept in existing
+
+
+def test_symlinks_in_media_root_are_skipped_so_the_set_stays_restorable(shop_data, media_root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not an upload")
+    (media_root / "linked-dir").symlink_to(outside)
+    (media_root / "products" / "linked.png").symlink_to(outside / "secret.txt")
+    files = {name: digest for name, digest in upload_fingerprints(media_root).items() if "linked" not in name}
+
+    backup_now("--no-upload", "--only", "uploads")
+    run_command("restore_backup", "--latest", "--yes")
+
+    assert upload_fingerprints(media_root) == files
+    assert not (media_root / "linked-dir").exists()
