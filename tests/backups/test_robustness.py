@@ -8,6 +8,7 @@ from subprocess import DEVNULL, PIPE
 
 import pytest
 from celery.beat import Scheduler
+from celery.result import EagerResult
 from django.core.management.base import CommandError
 
 from shop import celery_app
@@ -175,3 +176,37 @@ def test_a_local_set_damaged_before_upload_is_not_uploaded_and_marked_corrupt(
     assert status.read_status()["sets"][set_id]["local_verified"] is False
     assert json.loads("\n".join(run_command("list_backups", "--source", "s3", "--json"))) == []
     assert s3_bucket.list_objects_v2(Bucket=backup_settings.BACKUP_S3_BUCKET).get("KeyCount", 0) == 0
+
+
+@pytest.fixture
+def backups_worker(settings):
+    """A real Celery worker on the `backups` queue (Redis broker), in a thread, stopped afterwards."""
+    from celery.contrib.testing.worker import start_worker
+
+    saved = {key: celery_app.conf[key] for key in ("task_always_eager", "broker_url")}
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.broker_url = settings.CELERY_BROKER_URL
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("backups")  # nothing left over from another run
+    try:
+        with start_worker(
+            celery_app, queues=["backups"], pool="solo", perform_ping_check=False, loglevel="WARNING"
+        ):
+            yield
+    finally:
+        celery_app.conf.update(saved)
+
+
+def test_beat_sends_the_backup_to_the_backups_queue_and_a_worker_runs_it(shop_data, backups_worker):
+    scheduler = Scheduler(app=celery_app, lazy=False)
+    entry = scheduler.schedule["backup-set"]
+    entry.last_run_at = datetime.now(UTC) - timedelta(days=1, minutes=1)
+    assert entry.is_due().is_due
+
+    result = scheduler.apply_async(entry)  # what beat's tick() does with a due entry
+
+    assert not isinstance(result, EagerResult)  # it went through the broker, not inline
+    deadline = time.monotonic() + 60
+    while not local.local_set_ids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(local.local_set_ids()) == 1
