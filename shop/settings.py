@@ -272,6 +272,15 @@ CELERY_BEAT_SCHEDULE["backup-set"] = {
     "schedule": BACKUP_CRONTAB,
     "options": {"queue": "backups"},
 }
+# A test restore of the newest local set (verify_backup --deep), so a set that cannot be
+# restored is found on a quiet Sunday, not on the day it is needed. Empty: never.
+BACKUP_VERIFY_SCHEDULE = env.str("BACKUP_VERIFY_SCHEDULE", default="30 3 * * 0")
+if BACKUP_VERIFY_SCHEDULE:
+    CELERY_BEAT_SCHEDULE["verify-latest-set"] = {
+        "task": "shop.backups.tasks.verify_latest_set",
+        "schedule": _cron_schedule(BACKUP_VERIFY_SCHEDULE),
+        "options": {"queue": "backups"},
+    }
 
 # --- Shop -------------------------------------------------------------------------------
 SHOP_NAME = env.str("SHOP_NAME", default="Django Shop")

@@ -79,6 +79,11 @@ def record_offsite(set_id: str, ok: bool, error: str = "") -> None:
             offsite["verified_at"] = offsite["last_attempt_at"]
 
 
+def record_test_restore(set_id: str) -> None:
+    with _updating() as status:
+        status["last_test_restore"] = {"id": set_id, "at": now_iso()}
+
+
 def record_restore(set_id: str, summary: list[str]) -> None:
     with _updating() as status:
         status["last_restore"] = {"id": set_id, "at": now_iso(), "summary": summary}

@@ -4,9 +4,11 @@ import logging
 
 from celery import shared_task
 
+from shop.backups import local, status
 from shop.backups.backup import run_backup, upload_with_lock
-from shop.backups.errors import BackupBusy, OffsiteError
+from shop.backups.errors import BackupBusy, BackupError, OffsiteError
 from shop.backups.progress import LoggingReporter
+from shop.backups.verify import verify_set
 
 logger = logging.getLogger("shop.backups")
 
@@ -39,4 +41,25 @@ def scheduled_backup() -> str | None:
 )
 def upload_backup_set(set_id: str) -> str:
     upload_with_lock(set_id, LoggingReporter())
+    return set_id
+
+
+@shared_task(name="shop.backups.tasks.verify_latest_set")
+def verify_latest_set() -> str | None:
+    """Run by Celery beat on BACKUP_VERIFY_SCHEDULE: a test restore of the newest local set."""
+    set_ids = local.local_set_ids()
+    if not set_ids:
+        logger.error("BACKUP VERIFY: there is no local backup set to verify")
+        return None
+    set_id = set_ids[-1]
+    try:
+        verify_set(set_id, "local", deep=True, report=LoggingReporter())
+    except BackupBusy as exc:
+        logger.warning("scheduled verification skipped: %s", exc)
+        return None
+    except BackupError as exc:
+        logger.exception("BACKUP VERIFY FAILED: set %s cannot be restored", set_id)
+        status.record_failure("verify", exc, set_id)
+        raise
+    logger.info("set %s passed a test restore", set_id)
     return set_id

@@ -36,6 +36,8 @@ def verify_set(set_id: str, source: str | None, deep: bool, report) -> list[str]
             raise
         if where == "local":
             status.record_local_check(set_id, True)
+        if deep:
+            status.record_test_restore(set_id)
         return checked
 
 

@@ -14,11 +14,11 @@ from django.core.management.base import CommandError
 from shop import celery_app
 from shop.backups import local, retention, status
 from shop.backups.backup import upload_local_set
-from shop.backups.errors import CorruptSet
+from shop.backups.errors import BackupError, CorruptSet
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import MANIFEST_NAME, new_set_id
 from shop.backups.progress import LoggingReporter
-from shop.backups.tasks import scheduled_backup, upload_backup_set
+from shop.backups.tasks import scheduled_backup, upload_backup_set, verify_latest_set
 from tests.backups.conftest import backup_now, make_old, manage, run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -210,3 +210,24 @@ def test_beat_sends_the_backup_to_the_backups_queue_and_a_worker_runs_it(shop_da
     while not local.local_set_ids() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(local.local_set_ids()) == 1
+
+
+def test_the_scheduled_test_restore_passes_a_good_set_and_flags_a_bad_one(
+    shop_data, settings, backup_settings
+):
+    entry = settings.CELERY_BEAT_SCHEDULE["verify-latest-set"]
+    assert celery_app.amqp.router.route(entry["options"], entry["task"])["queue"].name == "backups"
+    set_id = backup_now("--no-upload")
+
+    assert verify_latest_set.delay().get() == set_id
+    assert status.read_status()["last_test_restore"]["id"] == set_id
+
+    manifest_path = backup_settings.BACKUP_PATH / set_id / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["database"]["row_counts"]["public.catalog_product"] = 0
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="row counts differ"):
+        verify_latest_set.delay()
+    failure = status.read_status()["last_failure"]
+    assert (failure["stage"], failure["id"]) == ("verify", set_id)
+    assert status.read_status()["sets"][set_id]["local_verified"] is False
