@@ -76,15 +76,21 @@ def test_a_second_backup_skips_while_one_runs(shop_data, caplog):
     assert backup_now("--no-upload") in local.local_set_ids()
 
 
-def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root):
+def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root, backup_settings):
     with open(media_root / "products" / "large.bin", "wb") as big:
-        big.truncate(512 * 1024 * 1024)  # long enough that both are running at once
-    children = [
-        manage("backup_now", "--no-upload", env_overrides={}, stdout=PIPE, stderr=PIPE) for _ in range(2)
-    ]
-    results = [(child.wait(timeout=120), child.stderr.read().decode()) for child in children]
-    assert sorted(code for code, _ in results) == [0, 1]
-    assert any("another backup or restore is running" in err for code, err in results if code == 1)
+        big.truncate(1536 * 1024 * 1024)  # the first backup runs for seconds
+    first = manage("backup_now", "--no-upload", env_overrides={}, stdout=PIPE, stderr=PIPE)
+    deadline = time.monotonic() + 60
+    while not list(backup_settings.BACKUP_PATH.glob(".incomplete-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the first one holds the lock once it writes its set
+
+    second = manage("backup_now", "--no-upload", env_overrides={}, stdout=PIPE, stderr=PIPE)
+    _, second_err = second.communicate(timeout=60)
+    assert first.poll() is None, "the first backup ended before the second started: test inconclusive"
+    _, first_err = first.communicate(timeout=120)
+
+    assert (first.returncode, second.returncode) == (0, 1), first_err.decode()
+    assert "another backup or restore is running (shop-backups: backup" in second_err.decode()
     assert len(local.local_set_ids()) == 1
 
 
