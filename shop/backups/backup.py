@@ -17,7 +17,9 @@ from shop.backups.database import (
     dump_snapshot,
     exported_snapshot,
     live_database_name,
+    migration_state,
     referenced_upload_names,
+    table_row_counts,
 )
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.lock import backup_lock
@@ -121,6 +123,8 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
     report.step(f"Dumping database {live_database_name()} ...")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
         dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE)
+        # While pg_dump runs: what the manifest says about the same snapshot.
+        row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
         if with_uploads:
             _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
         sha256, size = dump.result()
@@ -130,8 +134,8 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
         "name": live_database_name(),
         "server_version": snapshot.server_version,
         "pg_dump_version": snapshot.pg_dump_version,
-        "migrations": snapshot.migrations,
-        "row_counts": snapshot.row_counts,
+        "migrations": migrations,
+        "row_counts": row_counts,
     }
 
 

@@ -109,8 +109,6 @@ class Snapshot:
     conn: psycopg.Connection
     server_version: str
     pg_dump_version: str
-    row_counts: dict[str, int]
-    migrations: dict[str, list[str]]
 
 
 @contextlib.contextmanager
@@ -124,14 +122,7 @@ def exported_snapshot():
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-        yield Snapshot(
-            snapshot_id,
-            conn,
-            server_version(conn),
-            pg_dump_version,
-            table_row_counts(conn),
-            migration_state(conn),
-        )
+        yield Snapshot(snapshot_id, conn, server_version(conn), pg_dump_version)
         conn.rollback()
 
 
