@@ -434,8 +434,27 @@ def start(config: RunnerConfig, procfile: Path, processes: list[str]) -> None:
     os.execve(honcho, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
 
 
+def manage(arguments: list[str]) -> int:
+    """`python -m ops.runner manage CMD ...`: a manage.py command against the running stack's
+    services and data (for example `manage restore_backup --latest`)."""
+    try:
+        config = RunnerConfig.from_environment()
+    except RunnerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    command = [sys.executable, str(PROJECT_ROOT / "manage.py"), *arguments]
+    os.execve(sys.executable, command, config.app_environment())  # noqa: S606 (fixed program)
+    return 0  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["manage"]:
+        return manage(argv[1:])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="`manage CMD [ARGS]`: a manage.py command against the stack, e.g. `manage createsuperuser`.",
+    )
     parser.add_argument(
         "command",
         nargs="?",

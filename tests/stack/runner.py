@@ -150,10 +150,10 @@ class StackRunner:
         return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
-        """`manage.py` against the running stack's database."""
-        env = {**self.config.app_environment(self.env), **(extra_env or {})}
+        """`manage.py` against the running stack, the way the README says: `ops.runner manage`."""
+        env = {**self.env, **(extra_env or {})}
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [sys.executable, "-m", "ops.runner", "manage", *args],
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,

@@ -113,6 +113,8 @@ def test_volumes_are_mounted_where_each_service_keeps_the_data(stack):
         assert mounts(services[name])[env["LOG_DIR"]] == ("logs", False)
     backend_env = services["backend"]["environment"]
     assert mounts(services["backend"])[backend_env["STATIC_ROOT"]] == ("frontend_build", False)
+    # Restores run in the backend: it has the uploads writable and sees the backup sets.
+    assert mounts(services["backend"])[backend_env["BACKUP_PATH"]] == ("backup_data", False)
     backup = mounts(services["backup"])
     assert backup["/backups"] == ("backup_data", False)
     assert services["backup"]["environment"]["BACKUP_PATH"] == "/backups"

@@ -262,6 +262,24 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     assert image_again.content == image.content
     assert order_number in staff.get(f"{base}/admin/orders/order/").text  # the staff session too
 
+    # A backup of the running stack; then the order and the image are lost, and a restore
+    # brings both back while gunicorn keeps running (it reconnects to the swapped-in database).
+    set_id = stack.manage("backup_now", "--no-upload").strip().splitlines()[-1]
+    assert set_id in stack.manage("list_backups", "--source", "local")
+    stack.manage(
+        "shell",
+        "-c",
+        f"from shop.orders.models import Order; Order.objects.filter(number='{order_number}').delete()",
+    )
+    (uploads / image_url.removeprefix("/media/")).unlink()
+    assert customer.get(f"{base}/orders/{order_number}/").status_code == 404
+    assert visitor.get(f"{base}{image_url}").status_code == 404
+    began = time.monotonic()
+    stack.manage("restore_backup", "--latest", "--yes")
+    timings["restore"] = time.monotonic() - began
+    assert customer.get(f"{base}/orders/{order_number}/").status_code == 200
+    assert visitor.get(f"{base}{image_url}").content == image.content
+
     assert stack.stop() in (0, 130)
     assert stack.leftover_process_groups() == []
     print("stack timings (s):", {name: round(seconds, 1) for name, seconds in timings.items()})
