@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.backup import run_backup
 from shop.backups.errors import BackupError
+from shop.backups.management.commands import skip_collection_at_exit
 from shop.backups.progress import reporter_for
 
 
@@ -14,6 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--only", choices=["db", "uploads"], help="back up only the database or uploads")
 
     def handle(self, *args, no_upload, only, **options):
+        skip_collection_at_exit()
         try:
             outcome = run_backup(reporter_for(self.stdout), upload=not no_upload, only=only)
         except (BackupError, psycopg.Error) as exc:

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
 from shop.backups.inventory import list_sets
+from shop.backups.management.commands import skip_collection_at_exit
 from shop.backups.progress import human_bytes
 
 
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handle(self, *args, source, json, **options):
+        skip_collection_at_exit()
         try:
             sets, problems = list_sets(source)
         except (BackupError, psycopg.Error) as exc:

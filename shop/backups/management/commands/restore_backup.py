@@ -2,6 +2,7 @@ import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
+from shop.backups.management.commands import skip_collection_at_exit
 from shop.backups.progress import reporter_for
 from shop.backups.restore import restore
 
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     def handle(self, *args, set_id, latest, source, only, dry_run, yes, **options):
+        skip_collection_at_exit()
         try:
             summary = restore(
                 set_id,

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
 from shop.backups.inventory import latest_set_id
+from shop.backups.management.commands import skip_collection_at_exit
 from shop.backups.progress import reporter_for
 from shop.backups.verify import verify_set
 
@@ -18,6 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--deep", action="store_true", help="also restore into a scratch database/dir")
 
     def handle(self, *args, set_id, latest, source, deep, **options):
+        skip_collection_at_exit()
         try:
             set_id = set_id or latest_set_id(source)
             checked = verify_set(set_id, source, deep, reporter_for(self.stdout))
