@@ -13,8 +13,6 @@ import json
 import math
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
@@ -34,6 +32,11 @@ def configured() -> bool:
 def client():
     if not configured():
         raise BackupError("S3 is not configured: set BACKUP_S3_BUCKET (and the endpoint and credentials).")
+    # Imported here, not at the top: boto3 takes about 0.1 s to import, and every manage.py
+    # command imports this module (through the admin) whether it talks to S3 or not.
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=settings.BACKUP_S3_ENDPOINT_URL,
