@@ -46,8 +46,11 @@ def write_uploads_archive(
 ) -> ArchiveResult:
     """Archive media_root; names archived are removed from `referenced` (what is left is missing)."""
     count = file_bytes = 0
-    with open(out_path, "wb") as raw, report.track("uploads archive", None) as advance:
-        writer = HashingWriter(raw)
+    with (
+        open(out_path, "wb") as raw,
+        HashingWriter(raw) as writer,
+        report.track("uploads archive", None) as advance,
+    ):
         # Mode "w" on a write-only stream: it never seeks, and unlike "w|" it writes our 1 MB chunks
         # straight through instead of re-slicing them into 10 KB records (several times slower).
         with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
@@ -69,7 +72,7 @@ def write_uploads_archive(
                     continue  # deleted since the walk (an image removed after its row was deleted)
         raw.flush()
         os.fsync(raw.fileno())
-    return ArchiveResult(writer.sha256.hexdigest(), writer.size, count, file_bytes)
+    return ArchiveResult(writer.hexdigest(), writer.size, count, file_bytes)
 
 
 def _archivable_paths(media_root: Path):

@@ -145,12 +145,11 @@ def dump_snapshot(snapshot_id: str, out_path: Path) -> tuple[str, int]:
     Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive.
     """
     command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
-    with open(out_path, "wb") as raw:
-        writer = HashingWriter(raw)
+    with open(out_path, "wb") as raw, HashingWriter(raw) as writer:
         _run_streaming(command, libpq_env(live_database_name()), writer)
         raw.flush()
         os.fsync(raw.fileno())
-    return writer.sha256.hexdigest(), writer.size
+    return writer.hexdigest(), writer.size
 
 
 def _run_streaming(command: list[str], env: dict, writer: HashingWriter) -> None:

@@ -1,6 +1,8 @@
 """Killed backups, concurrent backups, S3 outages, retention and the beat schedule."""
 
+import hashlib
 import json
+import os
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from shop.backups import local, retention, status
 from shop.backups.backup import upload_local_set
 from shop.backups.errors import BackupError, CorruptSet
 from shop.backups.lock import backup_lock
-from shop.backups.manifest import MANIFEST_NAME, new_set_id
+from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, HashingWriter, new_set_id
 from shop.backups.progress import LoggingReporter
 from shop.backups.tasks import scheduled_backup, upload_backup_set, verify_latest_set
 from tests.backups.conftest import backup_now, make_old, manage, run_command
@@ -237,3 +239,21 @@ def test_the_scheduled_test_restore_passes_a_good_set_and_flags_a_bad_one(
     failure = status.read_status()["last_failure"]
     assert (failure["stage"], failure["id"]) == ("verify", set_id)
     assert status.read_status()["sets"][set_id]["local_verified"] is False
+
+
+def test_hashing_writer_hashes_every_byte_in_order(tmp_path):
+    """The SHA-256 is computed in a thread beside the writes; it must still cover exactly the
+    bytes written, in order, also when a caller reuses its buffer right after writing it."""
+    reused = bytearray(b"x" * 1000)
+    pieces = [os.urandom(CHUNK_SIZE) for _ in range(40)] + [b"", b"tail"]
+    expected = hashlib.sha256()
+    with open(tmp_path / "out", "wb") as raw, HashingWriter(raw) as writer:
+        for piece in pieces:
+            writer.write(piece)
+            expected.update(piece)
+            writer.write(reused)
+            expected.update(reused)
+            reused[:4] = os.urandom(4)  # changed after the write: the hash must not see this
+    assert writer.hexdigest() == expected.hexdigest()
+    assert writer.size == (tmp_path / "out").stat().st_size == sum(map(len, pieces)) + 1000 * len(pieces)
+    assert hashlib.sha256((tmp_path / "out").read_bytes()).hexdigest() == expected.hexdigest()
