@@ -65,8 +65,12 @@ def restore(set_id: str | None, source: str | None, only: str | None, dry_run: b
         set_id = set_id or latest_set_id(source)
         with opened_set(set_id, source, report) as (directory, manifest, where):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
-            verify_files(directory, manifest, report)
-            plan = make_plan(set_id, where, directory, manifest, only)
+            # Working out the plan only reads (sizes, versions, migrations, free disk), so it runs
+            # while the checksums are checked, and is used only once every one of them matched.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
+                planned = pool.submit(make_plan, set_id, where, directory, manifest, only)
+                verify_files(directory, manifest, report)
+                plan = planned.result()
             show(plan_lines(plan))
             if plan.blockers:
                 reasons = "; ".join(plan.blockers)
