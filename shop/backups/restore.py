@@ -18,7 +18,7 @@ from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
 from shop.backups import status
-from shop.backups.archive import extract_uploads_archive, media_totals
+from shop.backups.archive import extract_uploads_archive, flush_to_disk, media_totals
 from shop.backups.database import (
     check_row_counts,
     create_database,
@@ -229,6 +229,7 @@ def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
     staging_dir.mkdir()
     count, size = extract_uploads_archive(plan.directory / UPLOADS_FILE, staging_dir, report)
     check_upload_totals(plan.manifest, count, size)
+    flush_to_disk(staging_dir)  # durable before the swap makes them live
 
 
 def _stage_database(plan: RestorePlan, staging_db: str, report) -> None:
@@ -245,6 +246,7 @@ def _swap_uploads(media_root: Path, staging_dir: Path, previous_dir: Path) -> No
         if media_root.exists():
             os.rename(media_root, previous_dir)
         os.rename(staging_dir, media_root)
+        flush_to_disk(media_root)  # the renames too
         return
     previous_dir.mkdir()
     for entry in os.listdir(media_root):
@@ -253,6 +255,7 @@ def _swap_uploads(media_root: Path, staging_dir: Path, previous_dir: Path) -> No
     for entry in os.listdir(staging_dir):
         os.rename(staging_dir / entry, media_root / entry)
     staging_dir.rmdir()
+    flush_to_disk(media_root)  # the renames too
 
 
 def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:
