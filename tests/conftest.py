@@ -8,6 +8,17 @@ from django.core.cache import caches
 from PIL import Image
 
 from shop.catalog.models import Category, Product
+from shop.orders.services import CustomerDetails
+
+# A guest customer for tests that place orders through shop.orders.services.place_order.
+CUSTOMER = CustomerDetails(
+    email="ann@example.com",
+    full_name="Ann Example",
+    address_line1="1 Main St",
+    postal_code="12345",
+    city="Springfield",
+    country="Testland",
+)
 
 
 @pytest.fixture(autouse=True)

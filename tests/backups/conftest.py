@@ -5,6 +5,7 @@ test database is then a real database that can be swapped, and pytest-django flu
 afterwards. Every database we derive from its name is dropped after each test.
 """
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,7 +32,8 @@ from shop.backups.database import live_database_name, maintenance_connection
 from shop.backups.manifest import MANIFEST_NAME, new_set_id
 from shop.catalog.models import Category, Product
 from shop.catalog.services import add_product_image, generate_thumbnails_for
-from shop.orders.services import CustomerDetails, place_order
+from shop.orders.services import place_order
+from tests.conftest import CUSTOMER
 
 
 @pytest.fixture(scope="session")
@@ -123,16 +125,8 @@ def shop_data(db, media_root):
         generate_thumbnails_for(image.pk)
         products.append(product)
     add_product_image(products[0], image_upload("noise", size=(200, 150), noise=True))
-    customer = CustomerDetails(
-        email="ada@example.com",
-        full_name="Ada L",
-        address_line1="1 Main St",
-        postal_code="1000",
-        city="X",
-        country="BE",
-    )
     for n in range(3):
-        place_order({products[n].pk: 2, products[n + 1].pk: 1}, customer, "bank_transfer", f"key-{n}")
+        place_order({products[n].pk: 2, products[n + 1].pk: 1}, CUSTOMER, "bank_transfer", f"key-{n}")
     return products
 
 
@@ -199,3 +193,18 @@ def make_old(set_id: str, days: int) -> str:
     manifest_path.write_text(json.dumps(manifest))
     status.forget_set(set_id)
     return old_id
+
+
+@contextlib.contextmanager
+def tmpfs_mounted(path, size: str):
+    """A real tmpfs of `size` at `path` (a full disk, or a volume-like mount point); skips
+    the test where mounting is not allowed (needs root)."""
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)

@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import subprocess
 import tarfile
 
 import pytest
@@ -12,7 +11,13 @@ from django.core.management.base import CommandError
 from shop.backups.database import live_database_name, maintenance_connection
 from shop.backups.manifest import MANIFEST_NAME, UPLOADS_FILE
 from shop.catalog.models import Product
-from tests.backups.conftest import backup_now, run_command, table_fingerprints, upload_fingerprints
+from tests.backups.conftest import (
+    backup_now,
+    run_command,
+    table_fingerprints,
+    tmpfs_mounted,
+    upload_fingerprints,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,13 +163,8 @@ def tiny_disk(tmp_path):
     """A 1 MB tmpfs: a really full disk (ENOSPC from the kernel), not a simulated one."""
     mount_point = tmp_path / "tiny"
     mount_point.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, check=False
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+    with tmpfs_mounted(mount_point, "1m"):
+        yield mount_point
 
 
 def big_upload(media_root, size=3 * 1024 * 1024):

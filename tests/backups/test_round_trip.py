@@ -1,7 +1,6 @@
 """Backup and restore give back every row and every upload byte for byte."""
 
 import shutil
-import subprocess
 
 import pytest
 from django.core.management.base import CommandError
@@ -11,7 +10,13 @@ from psycopg import sql
 from shop.backups.database import live_database_name, maintenance_connection
 from shop.catalog.models import Product
 from shop.orders.models import Order
-from tests.backups.conftest import backup_now, run_command, table_fingerprints, upload_fingerprints
+from tests.backups.conftest import (
+    backup_now,
+    run_command,
+    table_fingerprints,
+    tmpfs_mounted,
+    upload_fingerprints,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,13 +120,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(shop_data, media_root):
 @pytest.fixture
 def media_root_mount(media_root):
     """MEDIA_ROOT as a mount point of its own, like a Docker volume: it cannot be renamed."""
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(media_root)], capture_output=True, check=False
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
-    yield media_root
-    subprocess.run(["umount", "-l", str(media_root)], check=True)
+    with tmpfs_mounted(media_root, "64m"):
+        yield media_root
 
 
 def test_uploads_restore_into_a_mount_point(media_root_mount, shop_data):

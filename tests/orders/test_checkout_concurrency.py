@@ -8,16 +8,8 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from shop.catalog.models import Product
 from shop.orders.models import Order
-from shop.orders.services import CustomerDetails, OutOfStock, place_order
-
-CUSTOMER = CustomerDetails(
-    email="ann@example.com",
-    full_name="Ann Example",
-    address_line1="1 Main St",
-    postal_code="12345",
-    city="Springfield",
-    country="Testland",
-)
+from shop.orders.services import OutOfStock, place_order
+from tests.conftest import CUSTOMER
 
 
 def run_in_threads(count, target):

@@ -3,11 +3,8 @@ import uuid
 import pytest
 
 from shop.orders.models import OrderStatus
-from shop.orders.services import CustomerDetails, InvalidTransition, change_status, place_order
-
-CUSTOMER = CustomerDetails(
-    email="d@example.com", full_name="D", address_line1="x", postal_code="1", city="c", country="t"
-)
+from shop.orders.services import InvalidTransition, change_status, place_order
+from tests.conftest import CUSTOMER
 
 
 @pytest.fixture
