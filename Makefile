@@ -1,5 +1,8 @@
 # Common tasks. `make test` is the one command that runs the whole test suite.
-PYTHON ?= python3.11
+# One Python everywhere: the image (python:3.13-slim-trixie), CI and the Docker-less runner.
+# python3.13 on the PATH, else a pyenv 3.13; `make PYTHON=/path/to/python3.13` overrides.
+PYTHON ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+	$(if $(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && echo ok),$(p))))
 VENV ?= .venv
 BIN := $(VENV)/bin
 
@@ -9,6 +12,8 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Python 3.13 not found. Install it (Debian trixie: apt install python3.13-venv;" \
+		"pyenv: pyenv install 3.13) or name it: make PYTHON=/path/to/python3.13 $(MAKECMDGOALS)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python

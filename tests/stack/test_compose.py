@@ -285,7 +285,7 @@ def test_image_matches_the_stack():
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+)", dockerfile, flags=re.MULTILINE)
     assert len(stages) >= 2  # multi-stage
-    assert set(stages) == {"python:3.11-slim-bookworm"}
+    assert set(stages) == {"python:3.13-slim-trixie"}
     pg_major = re.search(r"^ARG PG_MAJOR=(\d+)$", dockerfile, flags=re.MULTILINE).group(1)
     base = compose.load(BASE)
     assert base["services"]["database"]["image"].split(":")[1].startswith(f"{pg_major}-")
