@@ -1,9 +1,11 @@
-# syntax=docker/dockerfile:1
 # The shop image: gunicorn, Celery workers and beat all run from it (see ops/entrypoint.sh).
-# python:3.11-slim-bookworm is the Python the tests run on.
+# Built from the base image and Debian's own archive only (no Docker Hub frontend, no
+# third-party apt repository): python:3.13-slim-trixie is Debian trixie, whose main archive has
+# postgresql-client-17, the same major version as the database image (postgres:17-trixie), and
+# Python 3.13 is the Python of CI and of the Docker-less runner (README "Python version").
 
 # --- build: the dependencies in a virtualenv, copied whole into the runtime stage ----------------
-FROM python:3.11-slim-bookworm AS build
+FROM python:3.13-slim-trixie AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
@@ -14,23 +16,14 @@ COPY requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 
 # --- runtime ------------------------------------------------------------------------------------
-FROM python:3.11-slim-bookworm AS runtime
+FROM python:3.13-slim-trixie AS runtime
 
-# pg_dump/pg_restore must be of the same major version as the server (postgres:17 in
-# docker-compose.yml): Debian bookworm has only 15, so they come from the PostgreSQL (PGDG) apt
-# repository, signed by its key.
+# pg_dump/pg_restore of the same major version as the server (docker-compose.yml), from
+# Debian's main archive.
 ARG PG_MAJOR=17
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates curl; \
-    install -d /usr/share/postgresql-common/pgdg; \
-    curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
-        https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
-    echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
-        > /etc/apt/sources.list.d/pgdg.list; \
-    apt-get update; \
     apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
-    apt-get purge -y --auto-remove curl; \
     rm -rf /var/lib/apt/lists/*; \
     pg_dump --version | grep -q " ${PG_MAJOR}\."
 
@@ -49,7 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     LOG_DIR=/app/data/logs \
     STATIC_ROOT=/app/static \
     BACKUP_PATH=/backups \
-    CELERY_BEAT_SCHEDULE_FILE=/app/data/beat/celerybeat-schedule \
+    CELERY_BEAT_SCHEDULE_FILE=/var/lib/shop-beat/celerybeat-schedule \
     GUNICORN_CONTROL_SOCKET=/tmp/gunicorn.ctl
 
 COPY --from=build /opt/venv /opt/venv
@@ -60,7 +53,9 @@ RUN python -m compileall -q shop ops
 
 # Collected at build time: the frontend_build volume is filled from the image the first time,
 # and the migrate service refreshes it on every deploy.
-RUN install -d -o shop -g shop /app/data /app/data/uploads /app/data/logs /app/data/beat /app/static /backups
+# beat's schedule lives outside /app: in development the source is mounted on /app, and a volume
+# mounted below it would make Docker create a root-owned directory in the checkout.
+RUN install -d -o shop -g shop /app/data /app/data/uploads /app/data/logs /app/static /backups /var/lib/shop-beat
 USER shop
 RUN python manage.py collectstatic --noinput --verbosity 0
 

@@ -47,18 +47,27 @@ dev-server: migrate  ## runserver on 127.0.0.1:8000 (PostgreSQL and Redis from .
 COMPOSE ?= docker compose
 COMPOSE_PROD := $(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml
 
-.PHONY: init up prod-up down
+.PHONY: init up prod-up down docker-check
+
+# Before anything else: without Docker (or without Compose v2), say so and point to `make run`.
+docker-check:
+	@command -v docker >/dev/null 2>&1 || { echo "Docker is not installed (no docker command on the PATH)." \
+		"Install Docker Engine with the Compose v2 plugin, or run the same stack without Docker: make run"; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "docker is here, but not Compose v2 (docker compose)." \
+		"Install the docker-compose-plugin package, or run the stack without Docker: make run"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "The Docker engine does not answer (is the daemon running, may you" \
+		"use it?): docker info fails. Start it, or run the stack without Docker: make run"; exit 1; }
 
 init:  ## create .env with fresh secrets (if missing) and the data directories
 	python3 ops/init_stack.py
 
-up: init  ## development stack in Docker (docker-compose.yml + override)
+up: docker-check init  ## development stack in Docker (docker-compose.yml + override)
 	$(COMPOSE) up --build
 
-prod-up: init  ## production stack in Docker, detached (docker-compose.yml + prod)
+prod-up: docker-check init  ## production stack in Docker, detached (docker-compose.yml + prod)
 	$(COMPOSE_PROD) up --build --detach
 
-down:  ## stop the Docker stack; the data under DATA_PATH stays
+down: docker-check  ## stop the Docker stack; the data under DATA_PATH stays
 	$(COMPOSE) down
 
 run: init venv  ## the same stack without Docker, under DATA_PATH (Ctrl-C stops it)

@@ -5,8 +5,13 @@ The directories are those of the documented volume layout (../shared/GUIDE.md): 
 files bind the volumes to them, and the Docker-less runner uses them directly.
 """
 
+import hashlib
+import json
 import os
+import re
 import secrets
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,8 +47,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def new_secret() -> str:
-    # URL-safe, so it can be put into DATABASE_URL/REDIS_URL without quoting.
-    return secrets.token_urlsafe(32)
+    # URL-safe, so it can be put into DATABASE_URL/REDIS_URL without quoting; 64 characters,
+    # past Django's own minimum for SECRET_KEY (50).
+    return secrets.token_urlsafe(48)
+
+
+def compose_project_name(root: Path) -> str:
+    """A compose project name of this checkout's own: `shop-<folder>-<hash of its path>`.
+
+    Docker names the volumes after the project and keeps a bind volume's host path from its
+    first `up`, so two checkouts with one project name would share one database.
+    """
+    folder = re.sub(r"[^a-z0-9]+", "-", root.resolve().name.lower()).strip("-")[:20] or "checkout"
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    return f"shop-{folder}-{digest}"
 
 
 def host_values(root: Path) -> dict[str, str]:
@@ -53,6 +70,7 @@ def host_values(root: Path) -> dict[str, str]:
         # Docker's local volume driver binds only absolute paths.
         "DATA_PATH": str(resolve(example.get("DATA_PATH", "./data"), root)),
         "BACKUP_PATH": str(resolve(example.get("BACKUP_PATH", "./backups"), root)),
+        "COMPOSE_PROJECT_NAME": compose_project_name(root),
     }
     if os.geteuid() != 0:
         # The image's user is then the owner of the data directories (see the Dockerfile).
@@ -84,6 +102,18 @@ def ensure_env_file(root: Path = PROJECT_ROOT) -> bool:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     return True
+
+
+def add_missing_project_name(root: Path = PROJECT_ROOT) -> str | None:
+    """An .env from before COMPOSE_PROJECT_NAME gets one (appended; nothing else changes)."""
+    env_file = root / ".env"
+    if "COMPOSE_PROJECT_NAME" in read_env_file(env_file):
+        return None
+    name = compose_project_name(root)
+    with env_file.open("a") as out:
+        out.write("\n# Added by make init: this checkout's own compose project (its volumes).\n")
+        out.write(f"COMPOSE_PROJECT_NAME={name}\n")
+    return name
 
 
 def setting(name: str, default: str, root: Path = PROJECT_ROOT) -> str:
@@ -120,19 +150,28 @@ def create_data_dirs(data: Path, backups: Path, app_owner: tuple[int, int] | Non
     """
     created = []
     wanted = [(data / name, mode) for name, mode in DATA_DIRECTORIES.values()] + [(backups, 0o750)]
-    # Written by the shop's containers; postgres/, redis/ and nginx-logs/ are looked after by
-    # their own images.
-    app_writable = {data / "uploads", data / "logs", backups}
+    # Written by the shop's containers and by nginx (which runs as the same user); postgres/ and
+    # redis/ are looked after by their own images.
+    app_writable = {data / "uploads", data / "logs", data / "nginx-logs", backups}
     for path, mode in wanted:
         if not path.exists():
             path.mkdir(parents=True)
             created.append(path)
+            path.chmod(mode)  # whatever the umask
             if app_owner and path in app_writable:
                 os.chown(path, *app_owner)
-        if path.stat().st_uid == os.geteuid():
+        elif path.stat().st_uid == os.geteuid():
             # Only for our own directories: PostgreSQL in Docker or the runner may own postgres/.
             path.chmod(mode)
+    tighten(backups, 0o750)
     return created
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Take away any permission beyond mode (the backups hold every customer's data)."""
+    current = path.stat().st_mode & 0o777
+    if current & ~mode and (os.geteuid() in (0, path.stat().st_uid)):
+        path.chmod(current & mode)
 
 
 def docker_app_owner(root: Path = PROJECT_ROOT) -> tuple[int, int] | None:
@@ -142,13 +181,76 @@ def docker_app_owner(root: Path = PROJECT_ROOT) -> tuple[int, int] | None:
     return int(setting("APP_UID", "10001", root)), int(setting("APP_GID", "10001", root))
 
 
+# Volume name -> the host directory it must be bound to, for the check below.
+def expected_volume_paths(root: Path = PROJECT_ROOT) -> dict[str, Path]:
+    data = data_path(root)
+    paths = {volume: data / directory for volume, (directory, _) in DATA_DIRECTORIES.items()}
+    paths["backup_data"] = backup_path(root)
+    return paths
+
+
+def stale_volumes(project: str, expected: dict[str, Path], inspect=None) -> list[str]:
+    """The volumes of this compose project that Docker binds to another directory than .env says.
+
+    Docker keeps a bind volume's `device` from its first `up`; `down` leaves the volume, so a
+    changed DATA_PATH (or another checkout with the same project name) would silently get the
+    old directories. inspect(name) -> the volume's driver options, or None if it does not exist.
+    """
+    inspect = inspect or docker_volume_options
+    problems = []
+    for volume, path in expected.items():
+        options = inspect(f"{project}_{volume}")
+        if options is None:
+            continue
+        device = options.get("device", "")
+        if Path(device) != path:
+            problems.append(f"volume {project}_{volume} is bound to {device}, but .env says {path}")
+    return problems
+
+
+def docker_volume_options(name: str) -> dict | None:
+    result = subprocess.run(
+        ["docker", "volume", "inspect", name], capture_output=True, text=True, check=False, timeout=30
+    )
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout)[0].get("Options") or {}
+
+
+def check_compose_volumes(root: Path = PROJECT_ROOT) -> list[str]:
+    """stale_volumes() for this checkout, when Docker is there to ask; [] otherwise."""
+    if not shutil.which("docker"):
+        return []
+    if subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30).returncode != 0:
+        return []
+    project = setting("COMPOSE_PROJECT_NAME", "", root)
+    return stale_volumes(project, expected_volume_paths(root)) if project else []
+
+
 def main() -> int:
     if ensure_env_file():
         print(f"Created {PROJECT_ROOT / '.env'} with new secrets (mode 600). Review it before going live.")
     else:
         print(f"{PROJECT_ROOT / '.env'} exists; left as it is.")
+        if name := add_missing_project_name():
+            print(f"Added COMPOSE_PROJECT_NAME={name} to .env (this checkout's own volumes).")
     for path in create_data_dirs(data_path(), backup_path(), docker_app_owner()):
         print(f"Created {path}")
+    if problems := check_compose_volumes():
+        print(
+            "STOP: the Docker volumes of this stack point at other directories than .env says:",
+            file=sys.stderr,
+        )
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        print(
+            "Docker keeps a bind volume's directory from its first `up`. Remove the volume objects with\n"
+            "  docker compose down --volumes\n"
+            "(for these bind volumes it deletes nothing on disk: the data in those directories stays),\n"
+            "then start again. Or set DATA_PATH/BACKUP_PATH in .env back to the directories above.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -33,6 +33,7 @@ class NginxSite:
     log_dir: Path
     scheme: str = "http"
     tls_listen: str = "443"
+    https_public_port: str = "443"
     server_name: str = "_"
     ssl_dir: Path = Path("/etc/nginx/ssl")
 
@@ -41,6 +42,7 @@ class NginxSite:
             "NGINX_SCHEME": self.scheme,
             "NGINX_LISTEN": self.listen,
             "NGINX_TLS_LISTEN": self.tls_listen,
+            "NGINX_HTTPS_PUBLIC_PORT": self.https_public_port,
             "NGINX_SERVER_NAME": self.server_name,
             "NGINX_BACKEND": self.backend,
             "NGINX_STATIC_ROOT": str(self.static_root),

@@ -144,4 +144,4 @@ def test_production_redirects_to_https_but_passes_probes(tmp_path):
 def test_docker_main_configuration_includes_the_rendered_shop_only():
     main = (nginx_config.PROJECT_ROOT / "nginx" / "nginx.conf").read_text()
     assert "include conf.d/shop.conf;" in main
-    assert "error_log /var/log/nginx/error.log" in main
+    assert "error_log /var/log/shop-nginx/error.log" in main
