@@ -55,7 +55,9 @@ RUN python -m compileall -q shop ops
 # and the migrate service refreshes it on every deploy.
 # beat's schedule lives outside /app: in development the source is mounted on /app, and a volume
 # mounted below it would make Docker create a root-owned directory in the checkout.
-RUN install -d -o shop -g shop /app/data /app/data/uploads /app/data/logs /app/static /backups /var/lib/shop-beat
+# /backups 0750: Docker gives a new volume the mode of the directory it is mounted on.
+RUN install -d -o shop -g shop /app/data /app/data/uploads /app/data/logs /app/static /var/lib/shop-beat \
+    && install -d -o shop -g shop -m 0750 /backups
 USER shop
 RUN python manage.py collectstatic --noinput --verbosity 0
 

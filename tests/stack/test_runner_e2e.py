@@ -4,7 +4,6 @@ Real PostgreSQL, Redis (AOF), gunicorn, Celery and nginx, started by `python -m 
 into a fresh DATA_PATH on free loopback ports, stopped with Ctrl-C (SIGINT), started again.
 """
 
-import io
 import re
 import subprocess
 import sys
@@ -12,17 +11,25 @@ import time
 
 import pytest
 import requests
-from PIL import Image
 
 from ops.runner import PROJECT_ROOT
+from tests.shop_http import (
+    PRODUCT_NAME,
+    PRODUCT_SLUG,
+    STAFF_PASSWORD,
+    STAFF_USER,
+    add_to_cart,
+    assert_served_as_image,
+    form_errors,
+    place_order,
+    png_image,
+    staff_session,
+    upload_product,
+    wait_for_thumbnail,
+)
 from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
 
 pytestmark = pytest.mark.stack
-
-STAFF_USER = "stackadmin"
-STAFF_PASSWORD = "stack-admin-password-0123"
-PRODUCT_SLUG = "stack-mug"
-PRODUCT_NAME = "Stack Mug"
 
 
 @pytest.fixture
@@ -34,127 +41,6 @@ def stack(tmp_path):
     finally:
         runner.kill_everything()
         remove_data_root(root)
-
-
-def form_value(html: str, name: str) -> str:
-    match = re.search(rf'name="{name}" value="([^"]*)"', html)
-    assert match, f"no {name} in the page"
-    return match.group(1)
-
-
-def form_errors(html: str) -> list[str]:
-    """The error lists of a rendered Django form, for assertion messages."""
-    return re.findall(r'<ul class="errorlist[^"]*"[^>]*>.*?</ul>', html, flags=re.DOTALL) or [html[:2000]]
-
-
-def png_image() -> bytes:
-    out = io.BytesIO()
-    Image.effect_noise((320, 240), 60).convert("RGB").save(out, format="PNG")
-    return out.getvalue()
-
-
-def product_form(category_id: str, csrf_token: str) -> dict[str, str]:
-    """The admin's add-product form with one image inline (see tests/catalog/test_image_uploads.py)."""
-    return {
-        "csrfmiddlewaretoken": csrf_token,
-        "category": category_id,
-        "name": PRODUCT_NAME,
-        "slug": PRODUCT_SLUG,
-        "sku": "STACK-1",
-        "description": "A mug that survives restarts.",
-        "price": "9.50",
-        "stock": "20",
-        "is_active": "on",
-        "images-TOTAL_FORMS": "1",
-        "images-INITIAL_FORMS": "0",
-        "images-MIN_NUM_FORMS": "0",
-        "images-MAX_NUM_FORMS": "1000",
-        "images-0-alt_text": "front",
-        "images-0-position": "0",
-    }
-
-
-def staff_session(base: str) -> requests.Session:
-    session = requests.Session()
-    page = session.get(f"{base}/admin/login/?next=/admin/")
-    response = session.post(
-        f"{base}/admin/login/?next=/admin/",
-        data={
-            "username": STAFF_USER,
-            "password": STAFF_PASSWORD,
-            "next": "/admin/",
-            "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken"),
-        },
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text[:2000]
-    return session
-
-
-def upload_product(session: requests.Session, base: str, category_id: str, image: tuple) -> requests.Response:
-    page = session.get(f"{base}/admin/catalog/product/add/")
-    assert page.status_code == 200
-    return session.post(
-        f"{base}/admin/catalog/product/add/",
-        data=product_form(category_id, form_value(page.text, "csrfmiddlewaretoken")),
-        files={"images-0-image": image},
-        allow_redirects=False,
-    )
-
-
-def add_to_cart(session: requests.Session, base: str, quantity: int) -> int:
-    page = session.get(f"{base}/product/{PRODUCT_SLUG}/")
-    assert page.status_code == 200
-    product_id = int(re.search(r'action="/cart/add/(\d+)/"', page.text).group(1))
-    response = session.post(
-        f"{base}/cart/add/{product_id}/",
-        data={"quantity": str(quantity), "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken")},
-        allow_redirects=False,
-    )
-    assert response.status_code == 302
-    return product_id
-
-
-def place_order(session: requests.Session, base: str) -> str:
-    page = session.get(f"{base}/orders/checkout/")
-    assert page.status_code == 200
-    response = session.post(
-        f"{base}/orders/checkout/",
-        data={
-            "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken"),
-            "idempotency_key": form_value(page.text, "idempotency_key"),
-            "email": "customer@example.com",
-            "full_name": "Casey Customer",
-            "address_line1": "1 Volume Street",
-            "postal_code": "12345",
-            "city": "Persistence",
-            "country": "Docker-less",
-            "payment_method": "bank_transfer",
-        },
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, form_errors(response.text)
-    return re.fullmatch(r"/orders/([^/]+)/", response.headers["Location"]).group(1)
-
-
-def wait_for_thumbnail(session: requests.Session, base: str, timeout: float = 30) -> str:
-    """The product page shows the large thumbnail once the worker has made it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        page = session.get(f"{base}/product/{PRODUCT_SLUG}/").text
-        found = re.search(r'src="(/media/products/thumbs/[^"]+\.webp)"', page)
-        if found:
-            return found.group(1)
-        time.sleep(0.5)
-    raise AssertionError("the worker made no thumbnail")
-
-
-def assert_served_as_image(response: requests.Response) -> None:
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "image/png"
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Content-Security-Policy"] == "default-src 'none'"
-    assert "Server" not in response.headers or response.headers["Server"] == "nginx"  # no version
 
 
 def test_shop_through_nginx_and_data_survives_a_restart(stack):
