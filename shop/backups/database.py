@@ -20,6 +20,7 @@ from django.conf import settings
 from psycopg import sql
 
 from shop.backups.errors import BackupError
+from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, HashingWriter
 
 MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -145,7 +146,7 @@ def dump_snapshot(snapshot_id: str, out_path: Path) -> tuple[str, int]:
     Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive.
     """
     command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
-    with open(out_path, "wb") as raw, HashingWriter(raw) as writer:
+    with create_private_file(out_path) as raw, HashingWriter(raw) as writer:
         _run_streaming(command, libpq_env(live_database_name()), writer)
         raw.flush()
         os.fsync(raw.fileno())
