@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shop.backups.errors import CorruptSet, UnsafeArchive
+from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, HashingWriter
 
 logger = logging.getLogger("shop.backups")
@@ -49,7 +50,7 @@ def write_uploads_archive(
     """Archive media_root; names archived are removed from `referenced` (what is left is missing)."""
     count = file_bytes = 0
     with (
-        open(out_path, "wb") as raw,
+        create_private_file(out_path) as raw,
         HashingWriter(raw) as writer,
         report.track("uploads archive", None) as advance,
     ):

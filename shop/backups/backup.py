@@ -22,6 +22,7 @@ from shop.backups.database import (
     table_row_counts,
 )
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
+from shop.backups.files import make_private_dir
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import (
     DB_FILE,
@@ -91,7 +92,7 @@ def _unused_set_id() -> str:
 def _write_set(set_id: str, only: str | None, report) -> dict:
     started_at = datetime.now(UTC)
     incomplete = local.backup_root() / f"{local.INCOMPLETE_PREFIX}{set_id}"
-    incomplete.mkdir()
+    make_private_dir(incomplete)
     manifest = {
         "format": FORMAT_VERSION,
         "id": set_id,

@@ -20,6 +20,7 @@ from django.conf import settings
 from psycopg import sql
 
 from shop.backups.errors import BackupError
+from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, HashingWriter
 
 MAX_IDENTIFIER_LENGTH = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -145,7 +146,7 @@ def dump_snapshot(snapshot_id: str, out_path: Path) -> tuple[str, int]:
     Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive.
     """
     command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
-    with open(out_path, "wb") as raw, HashingWriter(raw) as writer:
+    with create_private_file(out_path) as raw, HashingWriter(raw) as writer:
         _run_streaming(command, libpq_env(live_database_name()), writer)
         raw.flush()
         os.fsync(raw.fileno())
@@ -278,25 +279,63 @@ def _allow_connections(conn: psycopg.Connection, name: str, allow: bool) -> None
     )
 
 
-def swap_databases(live: str, replacement: str, previous: str) -> bool:
-    """Put `replacement` in place of `live`, keeping the old one as `previous` (True) if there
-    was one: on a new server after a disaster there is none (False).
+class DatabaseSwap:
+    """Put `replacement` in place of `live`, keeping the old one as `previous`; and undo that.
 
-    New connections to the live database are refused while its sessions are terminated,
-    so none can slip in before the rename. If the second rename fails, the first is undone.
+    `step` records how far it got, so `undo()` reverses exactly what was done, also when the
+    swap failed between its two renames. New connections to the database being renamed are
+    refused while its sessions are terminated, so none can slip in before the rename.
     """
-    with maintenance_connection("shop-backups: restore swap") as conn:
-        if not database_exists(conn, live):
-            _rename(conn, replacement, live)
-            return False
-        _allow_connections(conn, live, False)
-        try:
-            _rename(conn, live, previous)
-        finally:
-            _allow_connections(conn, live if database_exists(conn, live) else previous, True)
-        try:
-            _rename(conn, replacement, live)
-        except Exception:
-            _rename(conn, previous, live)
-            raise
-        return True
+
+    def __init__(self, live: str, replacement: str, previous: str):
+        self.live, self.replacement, self.previous = live, replacement, previous
+        self.had_live: bool | None = None  # on a new server after a disaster there is none
+        self.step = (
+            "not started"  # -> "live moved aside" -> "swapped"; undo: -> "restored moved aside" -> "undone"
+        )
+
+    def run(self) -> None:
+        with maintenance_connection("shop-backups: restore swap") as conn:
+            self.had_live = database_exists(conn, self.live)
+            if self.had_live:
+                _allow_connections(conn, self.live, False)
+                try:
+                    _rename(conn, self.live, self.previous)
+                finally:
+                    name = self.previous if database_exists(conn, self.previous) else self.live
+                    _allow_connections(conn, name, True)
+                self.step = "live moved aside"
+            _rename(conn, self.replacement, self.live)
+            self.step = "swapped"
+
+    def undo(self) -> None:
+        """Give `live` its previous database back and drop the restored copy (the set still has it)."""
+        with maintenance_connection("shop-backups: restore undo") as conn:
+            if self.step == "swapped":
+                _allow_connections(conn, self.live, False)
+                _rename(conn, self.live, self.replacement)
+                self.step = "restored moved aside"
+            if self.step in ("live moved aside", "restored moved aside") and self.had_live:
+                _rename(conn, self.previous, self.live)
+            self.step = "undone"
+            drop_database(conn, self.replacement)
+
+    def state(self, maintenance_db: str) -> tuple[str, list[str]]:
+        """(where the databases are now, the commands that give the live name its previous
+        database back), for a message after an undo that failed halfway."""
+        psql = f"psql -d {maintenance_db}"
+        live, previous, replacement = self.live, self.previous, self.replacement
+        if self.step == "swapped" and not self.had_live:
+            return f"database {live} is the restored one (there was none before the restore)", []
+        if self.step == "swapped":
+            where = f"database {live} is the restored one and the previous one is {previous}"
+            commands = [f'{psql} -c \'ALTER DATABASE "{live}" RENAME TO "{replacement}"\'']
+        elif self.step in ("live moved aside", "restored moved aside") and self.had_live:
+            where = f"there is no database {live}; the previous one is {previous}"
+            commands = []
+        else:
+            return f"database {live} is as before the restore", []
+        if self.had_live:
+            commands.append(f'{psql} -c \'ALTER DATABASE "{previous}" RENAME TO "{live}"\'')
+            commands.append(f"{psql} -c 'ALTER DATABASE \"{live}\" WITH ALLOW_CONNECTIONS true'")
+        return where, commands

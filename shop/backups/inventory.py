@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from shop.backups import local, s3
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
+from shop.backups.files import make_private_dir
 from shop.backups.manifest import is_set_id, read_manifest, set_time, total_size
 from shop.backups.status import read_status, set_record
 
@@ -140,7 +141,7 @@ def opened_set(set_id: str, source: str | None, report):
         raise BackupError("--source s3 was given but BACKUP_S3_BUCKET is not set.")
     directory = local.ensure_backup_root() / f"{local.FETCH_PREFIX}{set_id}"
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir()
+    make_private_dir(directory)
     try:
         report.step(f"Fetching set {set_id} from S3 ...")
         try:

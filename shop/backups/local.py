@@ -3,6 +3,11 @@
 A set is written into `.incomplete-<id>/` and renamed to `<id>/` only when every file and
 the manifest are on disk, so a directory named like a set ID is always complete; whatever
 a killed backup left behind starts with a dot and is removed by the next backup.
+
+A set holds every customer's data, so whoever runs the backup (root in `make init` and CI,
+the app user in the containers) and whatever the umask, its directories are made 0750 and
+its files 0640, set explicitly after they are created; the BACKUP_PATH directory itself is
+tightened to 0750 when we created it or own it.
 """
 
 import os
@@ -12,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 
 from shop.backups.errors import BackupError, CorruptSet
+from shop.backups.files import PRIVATE_DIR_MODE
 from shop.backups.manifest import MANIFEST_NAME, is_set_id, read_manifest
 
 INCOMPLETE_PREFIX = ".incomplete-"
@@ -26,7 +32,11 @@ def backup_root() -> Path:
 def ensure_backup_root() -> Path:
     """For writers only: readers (the probe, the admin) must not create the volume's directory."""
     root = backup_root()
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    info = root.stat()
+    # Tighten (never loosen) a directory we own; one owned by someone else is theirs to set.
+    if info.st_uid == os.geteuid() and info.st_mode & 0o7777 & ~PRIVATE_DIR_MODE:
+        os.chmod(root, info.st_mode & PRIVATE_DIR_MODE)
     return root
 
 

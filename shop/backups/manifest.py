@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shop.backups.errors import CorruptSet
+from shop.backups.files import create_private_file
 
 FORMAT_VERSION = 1
 SET_ID_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -147,7 +148,7 @@ def file_checksum(path: Path, advance=None) -> tuple[str, int]:
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that readers see the old file or the whole new one, never half."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w") as out:
+    with create_private_file(temporary, "w") as out:
         json.dump(data, out, indent=2, sort_keys=True)
         out.write("\n")
         out.flush()

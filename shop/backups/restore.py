@@ -1,13 +1,18 @@
 """Restoring a set: verify everything first, stage beside the live data, then swap by renaming.
 
 Order of work: checksums of every file; the plan; then the uploads are extracted into a
-staging directory and the dump is restored into a new database (row counts checked). Only
-when both are staged is anything live touched: the database is swapped by renaming, then
-the uploads directory. The previous database and directory are kept for rollback.
+staging directory inside MEDIA_ROOT and the dump is restored into a new database (row counts
+checked). Only when both are staged is anything live touched: the database is swapped by
+renaming, then the top-level entries of MEDIA_ROOT (shop/backups/swap.py). The previous
+database and uploads are kept for rollback.
+
+The swap is all or nothing: if any part of it fails, every swap already made is undone
+before the error is raised (the live database gets its previous one back, the restored copy
+is dropped, the uploads are moved back), and the error says so; if the undo itself fails, the
+error says exactly where everything is and which commands finish the job by hand.
 """
 
 import logging
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 from shop.backups import status
 from shop.backups.archive import extract_uploads_archive, flush_to_disk, media_totals
 from shop.backups.database import (
+    DatabaseSwap,
     check_row_counts,
     create_database,
     database_size,
@@ -31,7 +37,6 @@ from shop.backups.database import (
     major,
     restore_dump,
     server_version,
-    swap_databases,
     tool_version,
 )
 from shop.backups.errors import BackupError
@@ -39,6 +44,7 @@ from shop.backups.inventory import latest_set_id, opened_set
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, UPLOADS_FILE, new_set_id, verify_files
 from shop.backups.progress import human_bytes
+from shop.backups.swap import PREVIOUS_PREFIX, STAGING_PREFIX, UploadsSwap
 from shop.backups.verify import check_upload_totals
 
 logger = logging.getLogger("shop.backups")
@@ -153,14 +159,16 @@ def _plan_uploads(plan: RestorePlan) -> None:
     incoming = plan.manifest["uploads"]
     plan.lines.append(
         f"Uploads: {media_root} ({count} files, {human_bytes(size)}) is replaced by "
-        f"{incoming['file_count']} files ({human_bytes(incoming['bytes'])}); the current directory is kept."
+        f"{incoming['file_count']} files ({human_bytes(incoming['bytes'])}); the current files are "
+        f"kept in {media_root / PREVIOUS_PREFIX}<time>/."
     )
-    staging, _ = _upload_paths(media_root, plan.set_id, "<time>")
-    free = shutil.disk_usage(staging.parent).free
+    # Staged inside MEDIA_ROOT (or where it will be created), so that is the disk that counts.
+    existing = next(path for path in (media_root, *media_root.parents) if path.is_dir())
+    free = shutil.disk_usage(existing).free
     needed = human_bytes(incoming["bytes"])
-    plan.lines.append(f"Disk: {human_bytes(free)} free beside {media_root}, {needed} needed.")
+    plan.lines.append(f"Disk: {human_bytes(free)} free in {media_root}, {needed} needed.")
     if free < incoming["bytes"]:
-        plan.blockers.append(f"not enough free disk beside {media_root} to stage the uploads")
+        plan.blockers.append(f"not enough free disk in {media_root} to stage the uploads")
 
 
 def plan_lines(plan: RestorePlan) -> list[str]:
@@ -171,15 +179,9 @@ def plan_lines(plan: RestorePlan) -> list[str]:
 
 
 def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path]:
-    """(staging, previous) on the same filesystem as MEDIA_ROOT, so the swap is a rename.
-
-    A mount point (a Docker volume) cannot be renamed: then both live inside it, hidden by
-    their leading dot from the backups, and the swap moves its entries instead.
-    """
-    if os.path.ismount(media_root):
-        return media_root / f".restoring-{set_id}", media_root / f".pre-restore-{stamp}"
-    parent, name = media_root.parent, media_root.name
-    return parent / f".{name}.restoring-{set_id}", parent / f"{name}.pre-restore-{stamp}"
+    """(staging, previous): hidden directories inside MEDIA_ROOT, whether or not it is a mount
+    point (see shop/backups/swap.py), so the swap renames within one filesystem."""
+    return media_root / f"{STAGING_PREFIX}{set_id}", media_root / f"{PREVIOUS_PREFIX}{stamp}"
 
 
 def execute(plan: RestorePlan, report) -> list[str]:
@@ -188,6 +190,11 @@ def execute(plan: RestorePlan, report) -> list[str]:
     staging_dir, previous_dir = _upload_paths(media_root, plan.set_id, stamp)
     staging_db = derived_name(f"restoring_{plan.set_id}")
     previous_db = derived_name(f"pre_restore_{stamp}")
+    if "uploads" in plan.parts:
+        media_root.mkdir(parents=True, exist_ok=True)  # a new server may not have it yet
+        for leftover in media_root.glob(f"{STAGING_PREFIX}*"):  # from a killed restore; we hold the lock
+            logger.warning("removed %s, left behind by an interrupted restore", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
     try:
         # pg_restore works in the server while we extract: the two overlap instead of adding up.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_restore") as pool:
@@ -196,31 +203,102 @@ def execute(plan: RestorePlan, report) -> list[str]:
                 _stage_uploads(plan, staging_dir, report)
             if staged_db:
                 staged_db.result()
-        if "db" in plan.parts:
-            report.step(f"Swapping databases: {live_database_name()} -> {previous_db}, {staging_db} -> live")
-            connections.close_all()  # ours would be terminated anyway; close them cleanly
-            if not swap_databases(live_database_name(), staging_db, previous_db):
-                previous_db = None
     except BaseException as exc:
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        with maintenance_connection() as conn:
-            drop_database(conn, staging_db)
+        _discard_staging(staging_dir, staging_db)
         if isinstance(exc, OSError):
             raise BackupError(f"staging the restore failed: {exc}. Nothing was changed.") from exc
+        if isinstance(exc, BackupError) and "Nothing was changed" not in str(exc):
+            raise type(exc)(f"{exc} Nothing was changed: the staged copies were removed.") from exc
         raise
+    swaps: list[DatabaseSwap | UploadsSwap] = []  # made so far, undone in reverse on any failure
+    try:
+        if "db" in plan.parts:
+            live = live_database_name()
+            report.step(f"Swapping databases: {live} -> {previous_db}, {staging_db} -> live")
+            connections.close_all()  # ours would be terminated anyway; close them cleanly
+            swaps.append(DatabaseSwap(live, staging_db, previous_db))
+            swaps[-1].run()
+        if "uploads" in plan.parts:
+            report.step(
+                f"Swapping uploads: {media_root}/* -> {previous_dir.name}/, {staging_dir.name}/* -> live"
+            )
+            swaps.append(UploadsSwap(media_root, staging_dir, previous_dir))
+            swaps[-1].run()
+    except BaseException as exc:
+        raise _undo(swaps, exc, staging_dir, staging_db) from exc
     summary = []
     if "db" in plan.parts:
-        summary += _database_summary(plan, previous_db)
+        summary += _database_summary(plan, previous_db if swaps[0].had_live else None)
     if "uploads" in plan.parts:
-        try:
-            _swap_uploads(media_root, staging_dir, previous_dir)
-        except OSError as exc:
-            raise BackupError(
-                f"the database was restored but swapping the uploads failed ({exc}); the staged uploads "
-                f"are in {staging_dir}. " + " ".join(summary)
-            ) from exc
+        staging_dir.rmdir()  # empty now
+        flush_to_disk(media_root)  # the renames too
         summary += _uploads_summary(plan, media_root, previous_dir)
     return summary
+
+
+def _discard_staging(staging_dir: Path, staging_db: str) -> None:
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    with maintenance_connection() as conn:
+        drop_database(conn, staging_db)
+
+
+def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str) -> BackupError:
+    """Undo every swap made, newest first; the error to raise says what happened and where things are."""
+    if not swaps:
+        _discard_staging(staging_dir, staging_db)
+        return BackupError(f"the restore failed before swapping anything: {exc}. Nothing was changed.")
+    what = "swapping the uploads" if isinstance(swaps[-1], UploadsSwap) else "swapping the databases"
+    logger.error("RESTORE FAILED while %s (%s): undoing what was swapped", what, exc)
+    undo_error = None
+    for swap in reversed(swaps):
+        try:
+            swap.undo()
+        except Exception as error:
+            logger.exception("undoing the restore failed")
+            undo_error = error
+            break
+    if undo_error is None:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        with maintenance_connection() as conn:  # already dropped by the database undo, if any
+            drop_database(conn, staging_db)
+        parts = []
+        for swap in swaps:
+            if isinstance(swap, DatabaseSwap) and swap.had_live is False:
+                parts.append(
+                    f"there is no database {swap.live} again, as before (the restored one was dropped)"
+                )
+            elif isinstance(swap, DatabaseSwap):
+                parts.append(
+                    f"the database {swap.live} is the previous one again (the restored copy was dropped)"
+                )
+        if any(isinstance(swap, UploadsSwap) for swap in swaps):
+            parts.append(
+                f"the uploads in {settings.MEDIA_ROOT} are the previous ones again "
+                "(the staged ones were removed)"
+            )
+        return BackupError(
+            f"the restore failed while {what}: {exc}. Everything it had swapped was undone: "
+            + "; ".join(parts)
+            + ". The live data is as before the restore; fix the cause and run the restore again."
+        )
+    states, commands = [], []
+    for swap in swaps:
+        if isinstance(swap, DatabaseSwap):
+            where, fix = swap.state(settings.BACKUP_MAINTENANCE_DATABASE)
+        else:
+            where, fix = swap.state()
+        states.append(where)
+        commands += fix
+    how = (
+        " To put the previous data back by hand, stop the backend and workers, then run: "
+        + "; ".join(commands)
+        if commands
+        else ""
+    )
+    return BackupError(
+        f"the restore failed while {what}: {exc}. Undoing it failed too ({undo_error}), so the "
+        f"live data is NOT as before. Now: {'; '.join(states)}.{how}"
+    )
 
 
 def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
@@ -239,23 +317,6 @@ def _stage_database(plan: RestorePlan, staging_db: str, report) -> None:
         create_database(conn, staging_db)
     restore_dump(plan.directory / DB_FILE, staging_db)
     check_row_counts(staging_db, plan.manifest["database"]["row_counts"])
-
-
-def _swap_uploads(media_root: Path, staging_dir: Path, previous_dir: Path) -> None:
-    if staging_dir.parent != media_root:
-        if media_root.exists():
-            os.rename(media_root, previous_dir)
-        os.rename(staging_dir, media_root)
-        flush_to_disk(media_root)  # the renames too
-        return
-    previous_dir.mkdir()
-    for entry in os.listdir(media_root):
-        if not entry.startswith("."):
-            os.rename(media_root / entry, previous_dir / entry)
-    for entry in os.listdir(staging_dir):
-        os.rename(staging_dir / entry, media_root / entry)
-    staging_dir.rmdir()
-    flush_to_disk(media_root)  # the renames too
 
 
 def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:
@@ -277,17 +338,12 @@ def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:
 
 def _uploads_summary(plan: RestorePlan, media_root: Path, previous_dir: Path) -> list[str]:
     uploads = plan.manifest["uploads"]
-    lines = [
+    restored = f".restored-{plan.set_id}"
+    return [
         f"Restored {uploads['file_count']} upload files ({human_bytes(uploads['bytes'])}) into {media_root}.",
-        f"The previous uploads are kept in {previous_dir}. To roll back:",
+        f"The previous uploads are kept in {previous_dir} (hidden: never backed up, not served). "
+        "To roll back (MEDIA_ROOT itself stays in place, it may be a mount point):",
+        f"  cd {media_root} && mkdir {restored} && mv -- * {restored}/ "
+        f"&& mv -- {previous_dir.name}/* . && rmdir {previous_dir.name}",
+        f"When satisfied, delete the previous uploads: rm -r {previous_dir}",
     ]
-    if previous_dir.parent == media_root:
-        lines.append(
-            f"  cd {media_root} && mkdir .restored-{plan.set_id} && mv -- * .restored-{plan.set_id}/ "
-            f"&& mv -- {previous_dir.name}/* . && rmdir {previous_dir.name}"
-        )
-    else:
-        lines.append(
-            f"  mv {media_root} {media_root}.restored-{plan.set_id} && mv {previous_dir} {media_root}"
-        )
-    return lines

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
+from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, is_set_id
 
 MIN_PART_SIZE = 8 * 1024 * 1024  # held in memory while it is sent; botocore makes a few copies
@@ -203,12 +204,13 @@ def download_set(s3, set_id: str, destination: Path, report) -> None:
     """Stream every file of a set (manifest first) into destination; checksums are checked later."""
     try:
         manifest_bytes = _remote_manifest_bytes(s3, set_id)
-        (destination / MANIFEST_NAME).write_bytes(manifest_bytes)
+        with create_private_file(destination / MANIFEST_NAME) as out:
+            out.write(manifest_bytes)
         manifest = json.loads(manifest_bytes)
         for name, entry in sorted(manifest["files"].items()):
             body = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(set_id, name))["Body"]
             tracker = report.track(f"downloading {name}", entry["size"])
-            with open(destination / name, "wb") as out, tracker as advance:
+            with create_private_file(destination / name) as out, tracker as advance:
                 for chunk in body.iter_chunks(CHUNK_SIZE):
                     out.write(chunk)
                     advance(len(chunk))

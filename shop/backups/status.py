@@ -8,8 +8,10 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 from datetime import UTC, datetime
 
+from shop.backups.files import PRIVATE_FILE_MODE
 from shop.backups.local import backup_root, ensure_backup_root
 from shop.backups.manifest import write_json_atomic
 
@@ -30,10 +32,16 @@ def read_status() -> dict:
         return {"unreadable": True}
 
 
+def _private_opener(path, flags):
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    os.fchmod(fd, PRIVATE_FILE_MODE)
+    return fd
+
+
 @contextlib.contextmanager
 def _updating():
     root = ensure_backup_root()
-    with open(root / ".status.lock", "a") as lock_file:
+    with open(root / ".status.lock", "a", opener=_private_opener) as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         status = read_status()
         status.pop("unreadable", None)

@@ -15,6 +15,7 @@ from shop.backups.database import (
     restore_dump,
 )
 from shop.backups.errors import BackupError, CorruptSet
+from shop.backups.files import make_private_dir
 from shop.backups.inventory import opened_set
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, UPLOADS_FILE, verify_files
@@ -61,7 +62,7 @@ def test_restore(directory: Path, manifest: dict, report) -> list[str]:
     if UPLOADS_FILE in manifest["files"]:
         scratch_dir = local.ensure_backup_root() / f"{local.SCRATCH_PREFIX}{manifest['id']}"
         shutil.rmtree(scratch_dir, ignore_errors=True)
-        scratch_dir.mkdir()
+        make_private_dir(scratch_dir)
         try:
             count, size = extract_uploads_archive(directory / UPLOADS_FILE, scratch_dir, report)
         finally:

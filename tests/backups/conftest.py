@@ -145,11 +145,17 @@ def table_fingerprints() -> dict[str, str]:
 
 
 def upload_fingerprints(root: Path) -> dict[str, str]:
+    """SHA-256 of every upload, by name; hidden names (the restore's own directories, temp files)
+    are not uploads, as for the backups."""
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(root.rglob("*"))
-        if path.is_file()
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
     }
+
+
+def hidden_entries(root: Path) -> list[str]:
+    return sorted(entry.name for entry in root.iterdir() if entry.name.startswith("."))
 
 
 def run_command(name: str, *args) -> list[str]:
@@ -196,15 +202,23 @@ def make_old(set_id: str, days: int) -> str:
 
 
 @contextlib.contextmanager
-def tmpfs_mounted(path, size: str):
-    """A real tmpfs of `size` at `path` (a full disk, or a volume-like mount point); skips
-    the test where mounting is not allowed (needs root)."""
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
-    )
+def mounted(path, *mount_args: str):
+    """`mount *mount_args path` for the block; skips the test where mounting is not allowed (needs root)."""
+    result = subprocess.run(["mount", *mount_args, str(path)], capture_output=True, check=False)
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount here (needs root): {result.stderr.decode().strip()}")
     try:
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def tmpfs_mounted(path, size: str):
+    """A real tmpfs of `size` at `path` (a full disk, or a volume-like mount point)."""
+    return mounted(path, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
+
+
+def bind_mounted(source, path):
+    """`source` bind-mounted at `path`: from the same filesystem, as Docker's bind mounts of
+    DATA_PATH/uploads are, which os.path.ismount does not recognise as a mount point."""
+    return mounted(path, "--bind", str(source))

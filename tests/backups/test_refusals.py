@@ -13,6 +13,7 @@ from shop.backups.manifest import MANIFEST_NAME, UPLOADS_FILE
 from shop.catalog.models import Product
 from tests.backups.conftest import (
     backup_now,
+    hidden_entries,
     run_command,
     table_fingerprints,
     tmpfs_mounted,
@@ -43,6 +44,7 @@ def assert_untouched(live, media_root):
     assert (table_fingerprints(), upload_fingerprints(media_root)) == live
     assert derived_databases() == []
     assert not [p for p in media_root.parent.iterdir() if p.name != media_root.name and "uploads" in p.name]
+    assert hidden_entries(media_root) == []  # no staging left inside MEDIA_ROOT either
 
 
 def flip_byte(path, offset):
@@ -202,7 +204,7 @@ def test_restore_onto_a_full_disk_is_refused_before_anything_changes(
     settings.MEDIA_ROOT = small_media
     rows = table_fingerprints()
 
-    with pytest.raises(CommandError, match="not enough free disk beside"):
+    with pytest.raises(CommandError, match="not enough free disk in"):
         run_command("restore_backup", "--latest", "--yes")
     assert upload_fingerprints(small_media) == {"keep.txt": hashlib.sha256(b"live file").hexdigest()}
     assert table_fingerprints() == rows

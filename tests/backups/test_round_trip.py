@@ -1,5 +1,6 @@
 """Backup and restore give back every row and every upload byte for byte."""
 
+import os
 import shutil
 
 import pytest
@@ -12,6 +13,8 @@ from shop.catalog.models import Product
 from shop.orders.models import Order
 from tests.backups.conftest import (
     backup_now,
+    bind_mounted,
+    hidden_entries,
     run_command,
     table_fingerprints,
     tmpfs_mounted,
@@ -61,9 +64,12 @@ def test_round_trip_restores_every_row_and_upload(shop_data, media_root):
         ]
     assert len(kept) == 1
     assert kept[0] in text
-    previous_dirs = list(media_root.parent.glob("uploads.pre-restore-*"))
+    previous_dirs = list(media_root.glob(".pre-restore-*"))
     assert len(previous_dirs) == 1
+    assert previous_dirs[0].name in text
     assert (previous_dirs[0] / "products" / "stray.txt").is_file()
+    assert hidden_entries(media_root) == [previous_dirs[0].name]  # no staging left
+    assert [p.name for p in media_root.parent.iterdir() if "uploads" in p.name] == ["uploads"]  # none beside
 
 
 def test_restore_from_s3_when_the_local_copy_is_gone(shop_data, media_root, s3_bucket, backup_settings):
@@ -108,7 +114,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(shop_data, media_root):
         "Database:",
         "Versions: set dumped by pg_dump",
         "Migrations: the set and the code agree",
-        "free beside",
+        "free in",
         "Uploads:",
         "Dry run: nothing was changed",
     ):
@@ -117,32 +123,47 @@ def test_dry_run_prints_the_plan_and_changes_nothing(shop_data, media_root):
     assert upload_fingerprints(media_root) == files
 
 
-@pytest.fixture
-def media_root_mount(media_root):
-    """MEDIA_ROOT as a mount point of its own, like a Docker volume: it cannot be renamed."""
-    with tmpfs_mounted(media_root, "64m"):
-        yield media_root
+@pytest.fixture(params=["tmpfs", "bind"])
+def media_root_mount(request, media_root, tmp_path):
+    """MEDIA_ROOT as a mount point of its own, like a Docker volume (tmpfs) or a Docker bind mount
+    of a host directory (a bind mount from the same filesystem, which os.path.ismount misses).
+    Either way it cannot be renamed, and nothing can be assumed writable beside it."""
+    if request.param == "tmpfs":
+        mount = tmpfs_mounted(media_root, "64m")
+    else:
+        host_dir = tmp_path / "host-uploads"
+        host_dir.mkdir()
+        mount = bind_mounted(host_dir, media_root)
+    with mount:
+        if request.param == "bind":
+            assert not os.path.ismount(media_root)  # the case the old code got wrong
+        parent_mode = media_root.parent.stat().st_mode
+        media_root.parent.chmod(0o555)  # beside it is read-only, as a container's root file system
+        try:
+            yield media_root
+        finally:
+            media_root.parent.chmod(parent_mode)
 
 
-def test_uploads_restore_into_a_mount_point(media_root_mount, shop_data):
-    files_before = upload_fingerprints(media_root_mount)
-    backup_now("--no-upload", "--only", "uploads")
-    sorted(media_root_mount.rglob("*.png"))[0].unlink()
+def test_full_restore_into_a_mount_point(media_root_mount, shop_data, backup_settings):
+    rows_before, files_before = table_fingerprints(), upload_fingerprints(media_root_mount)
+    set_id = backup_now("--no-upload")
+    damage_the_shop(media_root_mount, shop_data)
 
-    run_command("restore_backup", "--latest", "--yes")
+    text = "\n".join(run_command("restore_backup", "--latest", "--yes"))
 
-    visible = {
-        name: digest
-        for name, digest in upload_fingerprints(media_root_mount).items()
-        if not name.startswith(".")
-    }
-    assert visible == files_before
+    assert table_fingerprints() == rows_before
+    assert upload_fingerprints(media_root_mount) == files_before
+    assert os.path.samefile(media_root_mount, media_root_mount)  # still there, still the mount
     kept = list(media_root_mount.glob(".pre-restore-*"))
     assert len(kept) == 1
-    assert (kept[0] / "products").is_dir()
+    assert hidden_entries(media_root_mount) == [kept[0].name]
+    assert (kept[0] / "products" / "stray.txt").is_file()
+    assert f"mv -- {kept[0].name}/* ." in text  # the rollback moves entries, never the mount point
     # The kept copy is hidden from the next backup.
     second = backup_now("--no-upload", "--only", "uploads")
     assert f"{len(files_before)} files" in "\n".join(run_command("verify_backup", second, "--deep"))
+    assert second != set_id
 
 
 def test_restore_onto_a_server_that_lost_the_database(shop_data, media_root):
