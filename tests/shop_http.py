@@ -19,6 +19,9 @@ def browser(base: str) -> requests.Session:
     shop's own origin; the test certificates are self-signed."""
     session = requests.Session()
     session.headers["Referer"] = f"{base}/"
+    # Not the environment's CA bundle (REQUESTS_CA_BUNDLE would override verify) or proxies:
+    # the shop is on loopback.
+    session.trust_env = False
     session.verify = False
     return session
 
