@@ -1,7 +1,10 @@
 """PostgreSQL: dump, restore into a new database, and swap databases by renaming.
 
 pg_dump and pg_restore get the connection from settings.DATABASES through libpq's
-environment (PGHOST, PGPASSWORD, ...), so the password never appears on a command line.
+environment (PGHOST, PGPASSWORD, PGSSLMODE, PGSERVICE, ...), built by Django's own
+`DatabaseClient.settings_to_cmd_args_env` (what `manage.py dbshell` uses), so the password
+never appears on a command line and every connection option the shop uses reaches them.
+Our own connections (the lock, CREATE/RENAME DATABASE, the snapshot) pass the same options.
 Database-level work (create, rename, terminate) runs on the maintenance database, because
 a database cannot be renamed while anyone, including us, is connected to it.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 from django.conf import settings
+from django.db.backends.postgresql.client import DatabaseClient
 from psycopg import sql
 
 from shop.backups.errors import BackupError
@@ -30,19 +34,51 @@ def live_database_name() -> str:
     return settings.DATABASES["default"]["NAME"]
 
 
-def _connection_settings() -> dict:
+# Keys of DATABASES["default"]["OPTIONS"] that are Django's or psycopg's, not libpq's.
+NOT_LIBPQ_OPTIONS = {
+    "assume_role",
+    "isolation_level",
+    "pool",
+    "server_side_binding",
+    "cursor_factory",
+    "context",
+    "prepare_threshold",
+}
+# libpq parameters Django's DatabaseClient does not translate, and their environment variables.
+EXTRA_LIBPQ_ENV = {
+    "options": "PGOPTIONS",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "sslcrl": "PGSSLCRL",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "gssencmode": "PGGSSENCMODE",
+    "channel_binding": "PGCHANNELBINDING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "hostaddr": "PGHOSTADDR",
+    "krbsrvname": "PGKRBSRVNAME",
+}
+
+
+def _database_settings() -> dict:
     db = settings.DATABASES["default"]
-    return {
-        "host": db.get("HOST") or None,
-        "port": db.get("PORT") or None,
-        "user": db.get("USER") or None,
-        "password": db.get("PASSWORD") or None,
-    }
+    return {**db, "OPTIONS": dict(db.get("OPTIONS") or {})}
+
+
+def connection_params(dbname: str) -> dict:
+    """psycopg/libpq keyword parameters for `dbname` with every option of DATABASES["default"]:
+    host, port, user, password and the libpq OPTIONS (sslmode, sslrootcert, sslcert, sslkey,
+    passfile, service, options, ...), as Django's own connection passes them."""
+    db = _database_settings()
+    params = {key: value for key, value in db["OPTIONS"].items() if key not in NOT_LIBPQ_OPTIONS}
+    for key in ("HOST", "PORT", "USER", "PASSWORD"):
+        if db.get(key):
+            params[key.lower()] = str(db[key])
+    params["dbname"] = dbname
+    return params
 
 
 def connect(dbname: str, application_name: str = "shop-backups") -> psycopg.Connection:
-    params = {key: value for key, value in _connection_settings().items() if value}
-    return psycopg.connect(dbname=dbname, application_name=application_name, autocommit=True, **params)
+    params = {**connection_params(dbname), "application_name": application_name}
+    return psycopg.connect(autocommit=True, **params)
 
 
 def maintenance_connection(application_name: str = "shop-backups") -> psycopg.Connection:
@@ -50,9 +86,20 @@ def maintenance_connection(application_name: str = "shop-backups") -> psycopg.Co
 
 
 def libpq_env(dbname: str) -> dict:
-    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    env.update({names[key]: str(value) for key, value in _connection_settings().items() if value})
+    """The environment for pg_dump/pg_restore on `dbname`: the process's own, plus the PG*
+    variables Django's `DatabaseClient.settings_to_cmd_args_env` derives from the settings
+    (password, service, sslmode, sslrootcert, sslcert, sslkey, passfile), plus host, port and
+    user (which it passes as arguments), plus the libpq options it does not cover."""
+    db = _database_settings()
+    _, client_env = DatabaseClient.settings_to_cmd_args_env(db, [])
+    env = dict(os.environ)
+    env.update(client_env or {})
+    for key, variable in (("HOST", "PGHOST"), ("PORT", "PGPORT"), ("USER", "PGUSER")):
+        if db.get(key):
+            env[variable] = str(db[key])
+    for key, variable in EXTRA_LIBPQ_ENV.items():
+        if db["OPTIONS"].get(key) not in (None, ""):
+            env[variable] = str(db["OPTIONS"][key])
     env["PGDATABASE"] = dbname
     env["PGAPPNAME"] = "shop-backups"
     return env
