@@ -13,7 +13,6 @@ import time
 
 import pytest
 import requests
-import urllib3
 
 from tests.docker.compose_project import (
     APP_SERVICES,
@@ -35,8 +34,13 @@ from tests.shop_http import (
     upload_product,
 )
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500), pytest.mark.usefixtures("docker_engine")]
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # the test's self-signed certificate
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.timeout(1500),
+    pytest.mark.usefixtures("docker_engine"),
+    # The production stack's certificate is the test's own, self-signed.
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+]
 
 CUSTOMER_EMAIL = "customer@example.com"
 CHECK_IMAGE = "from shop.catalog.models import ProductImage; "
