@@ -4,6 +4,7 @@ Views, admin actions, Celery tasks and tests all call these functions; none of t
 orders or stock any other way.
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,18 +53,31 @@ class CustomerDetails:
     phone: str = ""
 
 
+def scoped_idempotency_key(key: str, scope: str) -> str:
+    """What is stored for a checkout's key: a hash of the key and of who sent it.
+
+    The key travels in the checkout form, so it can leak (a shared screen, a proxy log). Bound
+    to its sender, a key replayed by anyone else finds nothing and starts a checkout of its own
+    instead of returning (and revealing) the first sender's order.
+    """
+    return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
+
+
 def place_order(
     quantities: dict[int, int],
     customer: CustomerDetails,
     payment_method: str,
     idempotency_key: str,
     user=None,
+    scope: str = "",
 ) -> Order:
     """Turn cart quantities into an order, or raise CheckoutError and change nothing.
 
-    A replayed call with the same idempotency key returns the order the first one created.
+    A replayed call with the same idempotency key and the same `scope` (who sent it: the web
+    checkout passes the customer or the session) returns the order the first one created.
     """
     payments.get_provider(payment_method)
+    idempotency_key = scoped_idempotency_key(idempotency_key, scope)
     existing = Order.objects.filter(idempotency_key=idempotency_key).first()
     if existing:
         return existing
