@@ -1,7 +1,7 @@
 """Settings for the shop, read from the environment (see .env.example for every variable).
 
-Development defaults work out of the box on a machine with PostgreSQL and Redis on
-127.0.0.1; production (`DJANGO_DEBUG=false`) refuses to start without a real secret key.
+Development (`DJANGO_DEBUG=true`, set in .env) works out of the box on a machine with PostgreSQL
+and Redis on 127.0.0.1; production (the default) refuses to start without a strong secret key.
 """
 
 from pathlib import Path
@@ -18,17 +18,34 @@ env = environ.Env()
 if env.bool("DJANGO_READ_DOT_ENV", default=True) and (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Off unless asked for: development turns it on explicitly (.env, the compose override).
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def weak_secret_key_reason(key: str) -> str | None:
+    """Why `key` is not fit for production, or None: the rules of Django's security.W009."""
+    if not key:
+        return "it is not set"
+    if key == DEVELOPMENT_SECRET_KEY or key.startswith(("django-insecure-", "change-me")):
+        return "it is a placeholder or the development default"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters, fewer than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has only {len(set(key))} distinct characters"
+    return None
+
+
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
-if not DEBUG and (
-    len(SECRET_KEY) < 32 or SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("change-me")
-):
+if not DEBUG and (reason := weak_secret_key_reason(SECRET_KEY)):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is missing, too short or still the default while DJANGO_DEBUG is false. "
-        "Set it to a long random value, for example: "
-        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        f"DJANGO_SECRET_KEY is missing, too short or still the default while DJANGO_DEBUG is false: "
+        f"{reason}. Set it to a random value of at least {SECRET_KEY_MIN_LENGTH} characters, "
+        "for example: python -c 'import secrets; print(secrets.token_urlsafe(50))' "
+        "(or set DJANGO_DEBUG=true for development)."
     )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
