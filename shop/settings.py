@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the session middleware: PostgreSQL/Redis outages answer 503 (shop/outage.py).
+    "shop.outage.ServiceOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,6 +110,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 # Re-check a persistent connection before use, so the shop recovers by itself when
 # PostgreSQL restarts.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# An unreachable server fails fast (503, shop/outage.py) instead of holding a worker.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -122,12 +128,16 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379")
 REDIS_DB_BROKER = env.int("REDIS_DB_BROKER", default=0)
 REDIS_DB_CACHE = env.int("REDIS_DB_CACHE", default=1)
 REDIS_DB_SESSIONS = env.int("REDIS_DB_SESSIONS", default=2)
+# Seconds to connect to Redis and for one command: an unreachable Redis fails fast (503).
+REDIS_SOCKET_TIMEOUT = env.int("REDIS_SOCKET_TIMEOUT", default=5)
+REDIS_CACHE_OPTIONS = {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
 
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url(REDIS_DB_CACHE),
         "KEY_PREFIX": "cache",
+        "OPTIONS": REDIS_CACHE_OPTIONS,
     },
     "sessions": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -135,9 +145,12 @@ CACHES = {
         "KEY_PREFIX": "session",
         # Sessions (and the carts in them) must outlive the cache default of 300 s.
         "TIMEOUT": None,
+        "OPTIONS": REDIS_CACHE_OPTIONS,
     },
 }
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# Django's cache engine, except that an unreachable Redis is an error (503), never an empty
+# session whose cookie is then deleted (shop/sessions.py).
+SESSION_ENGINE = "shop.sessions"
 SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 24 * 14)
 
@@ -298,6 +311,10 @@ if BACKUP_VERIFY_SCHEDULE:
         "schedule": _cron_schedule(BACKUP_VERIFY_SCHEDULE),
         "options": {"queue": "backups"},
     }
+
+# --- Outages -------------------------------------------------------------------------------
+# While PostgreSQL or Redis is unreachable the shop answers 503 with this Retry-After (seconds).
+SERVICE_UNAVAILABLE_RETRY_AFTER = env.int("SERVICE_UNAVAILABLE_RETRY_AFTER", default=10)
 
 # --- Shop -------------------------------------------------------------------------------
 SHOP_NAME = env.str("SHOP_NAME", default="Django Shop")
