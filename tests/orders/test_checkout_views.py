@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from shop.catalog.models import Product
 from shop.orders.models import Order
 
 ADDRESS = {
@@ -69,8 +70,7 @@ def test_order_totals_come_from_the_database_not_the_session(client_with_cart):
 
 def test_out_of_stock_checkout_shows_a_message_and_changes_nothing(client_with_cart):
     key = checkout_form_key(client_with_cart)
-    client_with_cart.product.stock = 1
-    client_with_cart.product.save()
+    Product.objects.filter(pk=client_with_cart.product.pk).update(stock=1)  # sold meanwhile
 
     response = client_with_cart.post("/orders/checkout/", {**ADDRESS, "idempotency_key": key})
 
