@@ -94,7 +94,10 @@ def healthz(request):
 def readyz(request):
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
-    return JsonResponse(
+    response = JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup_freshness()},
         status=200 if ready else 503,
     )
+    if not ready:
+        response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER)
+    return response

@@ -276,6 +276,7 @@ def test_an_outage_answers_503_and_the_shop_recovers_by_itself(shop, service, na
         ready = requests.get(f"{url}/readyz", timeout=15)
         assert ready.status_code == 503
         assert ready.headers["Content-Type"] == "application/json"
+        assert ready.headers["Retry-After"] == "7"
         assert ready.json()["status"] == "unavailable"
         key = "database" if service == "postgres" else "redis"
         assert ready.json()["checks"][key].startswith("error")
