@@ -186,12 +186,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
-# The client's address: nginx appends the address it sees to X-Forwarded-For, so the right-most
-# entry is the one to trust (anything left of it is what the client claims). TRUSTED_PROXY_COUNT
-# counts the proxies in front of nginx that append theirs (a load balancer: 1). Without
-# X-Forwarded-For (runserver, tests), REMOTE_ADDR.
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
-AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# The client's address: the right-most X-Forwarded-For entry, the one nginx appends
+# (shop/accounts/throttling.py); TRUSTED_PROXY_COUNT counts proxies in front of nginx that append
+# theirs (a load balancer: 1). Without the header (runserver, tests), REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "shop.accounts.throttling.client_ip"
 
 # --- i18n -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

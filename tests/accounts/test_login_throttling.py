@@ -65,3 +65,22 @@ def test_behind_nginx_the_address_nginx_saw_counts_not_the_one_the_client_claims
     assert locked.status_code == 429
     other_customer = sign_in(client, "/accounts/login/", PASSWORD, HTTP_X_FORWARDED_FOR="198.51.100.20")
     assert other_customer.status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "proxies_in_front", "expected"),
+    [
+        (None, 0, "10.0.0.2"),  # no nginx in front: the peer
+        ("203.0.113.7", 0, "203.0.113.7"),
+        ("1.2.3.4, 172.18.0.1", 0, "172.18.0.1"),  # a private address is an address too
+        ("1.2.3.4, 203.0.113.7, 198.51.100.1", 1, "203.0.113.7"),  # a load balancer before nginx
+        ("203.0.113.7", 1, "203.0.113.7"),  # fewer entries than proxies: the left-most there is
+        ("1.2.3.4, not-an-address", 0, "10.0.0.2"),
+    ],
+)
+def test_client_address(rf, settings, forwarded_for, proxies_in_front, expected):
+    from shop.accounts.throttling import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = proxies_in_front
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded_for} if forwarded_for else {}
+    assert client_ip(rf.get("/", REMOTE_ADDR="10.0.0.2", **extra)) == expected
