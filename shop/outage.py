@@ -12,6 +12,7 @@ a middleware, e.g. the session being saved after the view) and `/readyz` (its ow
 """
 
 import logging
+import sys
 import threading
 import time
 
@@ -175,8 +176,6 @@ class ServiceOutageMiddleware:
 
 def server_error(request, *args, **kwargs):
     """handler500: an outage raised outside a view (in a middleware) still answers 503."""
-    import sys
-
     exception = sys.exc_info()[1]
     if exception is not None:
         response = outage_response(request, exception)
