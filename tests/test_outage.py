@@ -321,3 +321,42 @@ def test_only_errors_that_mean_unreachable_count_as_an_outage():
     assert service_of(django_error(OperationalError, deadlock)) is None
     assert service_of(django_error(IntegrityError, psycopg.errors.UniqueViolation("dup"))) is None
     assert service_of(redis.exceptions.ResponseError("WRONGTYPE")) is None
+
+
+def test_an_outage_raised_in_a_middleware_also_answers_503(rf, settings):
+    """Django's handler500 (the session saved after the view, for instance): 503, not 500."""
+    import redis.exceptions
+
+    from shop.outage import outages, server_error
+
+    settings.SERVICE_UNAVAILABLE_RETRY_AFTER = 3
+    try:
+        try:
+            raise redis.exceptions.ConnectionError("Connection refused")
+        except redis.exceptions.ConnectionError:
+            response = server_error(rf.get("/cart/"))
+        assert response.status_code == 503
+        assert response["Retry-After"] == "3"
+        assert "Back in a moment" in response.content.decode()
+        assert response._has_been_logged  # Django's request logger adds no traceback
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            assert server_error(rf.get("/cart/")).status_code == 500
+    finally:
+        outages.reset()
+
+
+def test_the_outage_page_needs_neither_database_nor_redis(rf, settings):
+    """No `db` fixture: pytest-django refuses any query here; Redis points at a closed port."""
+    from shop.outage import unavailable_response
+
+    settings.CACHES = {
+        alias: {**config, "LOCATION": "redis://127.0.0.1:1/0"} for alias, config in settings.CACHES.items()
+    }
+    page = unavailable_response(rf.get("/"), "database").content.decode()
+    probe = unavailable_response(rf.get("/readyz"), "database")
+
+    assert "Back in a moment" in page
+    assert "Cart (" not in page  # no header that would need the session
+    assert probe["Content-Type"] == "application/json"
