@@ -5,222 +5,21 @@ The test has a PostgreSQL cluster and a redis-server of its own (never the machi
 ones, which it stops and starts) and serves the shop with gunicorn in production mode.
 """
 
-import os
-import pwd
 import re
-import secrets
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.stack.runner import free_ports, make_data_root
+from tests.private_services import AVAILABLE, customer_with_cart, served_shop
 
-ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), default=None)
-
-pytestmark = pytest.mark.skipif(
-    POSTGRES_BIN is None or shutil.which("redis-server") is None,
-    reason="needs the PostgreSQL server binaries and redis-server",
-)
-
-
-def as_postgres(args: list[str]) -> list[str]:
-    # PostgreSQL's server refuses to run as root.
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
-
-
-class PrivatePostgres:
-    def __init__(self, root: Path, port: int):
-        self.data, self.log, self.port = root / "postgres", root / "postgres.log", port
-        self.data.mkdir(mode=0o700)
-        if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.data, user.pw_uid, user.pw_gid)
-            self.log.touch()
-            os.chown(self.log, user.pw_uid, user.pw_gid)
-        subprocess.run(
-            as_postgres(
-                [
-                    str(POSTGRES_BIN / "initdb"),
-                    "-D",
-                    str(self.data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-
-    def pg_ctl(self, *args: str) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' -c fsync=off"
-        subprocess.run(
-            as_postgres(
-                [
-                    str(POSTGRES_BIN / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log),
-                    "-o",
-                    options,
-                    "-w",
-                    *args,
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self):
-        self.pg_ctl("start")
-
-    def stop(self):
-        self.pg_ctl("stop", "-m", "fast")
-
-
-class PrivateRedis:
-    def __init__(self, root: Path, port: int):
-        self.dir, self.port, self.process = root / "redis", port, None
-        self.dir.mkdir()
-
-    def start(self):
-        # Append-only file on, as in the stack: sessions (carts) survive the restart.
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.dir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--logfile",
-                str(self.dir / "redis.log"),
-            ],
-        )
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False
-            ).stdout.strip()
-            != "PONG"
-        ):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.1)
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason="needs the PostgreSQL server binaries and redis-server")
 
 
 @pytest.fixture(scope="module")
 def shop():
-    """gunicorn serving the shop (production settings) on a private PostgreSQL and Redis."""
-    root = make_data_root()
-    app_port, postgres_port, redis_port = free_ports(3)
-    postgres, redis = PrivatePostgres(root, postgres_port), PrivateRedis(root, redis_port)
-    gunicorn = None
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_URL", "CELERY_"))},
-        "DJANGO_READ_DOT_ENV": "false",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        "DJANGO_SECURE_SSL_REDIRECT": "false",
-        "DJANGO_SECURE_COOKIES": "false",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{postgres_port}/postgres",
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}",
-        "CELERY_TASK_ALWAYS_EAGER": "true",
-        "MEDIA_ROOT": str(root / "uploads"),
-        "STATIC_ROOT": str(root / "static"),
-        "LOG_DIR": str(root / "logs"),
-        "BACKUP_PATH": str(root / "backups"),
-        "SERVICE_UNAVAILABLE_RETRY_AFTER": "7",
-    }
-    (root / "uploads").mkdir()
-    try:
-        postgres.start()
-        redis.start()
-        manage = [sys.executable, "manage.py"]
-        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput", "--verbosity", "0"]):
-            subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True, capture_output=True)
-        seed = (
-            "from shop.catalog.models import Category, Product; "
-            "c = Category.objects.create(name='Mugs', slug='mugs'); "
-            "Product.objects.create(category=c, name='Blue mug', slug='blue-mug', sku='MUG-1', "
-            "price='9.90', stock=5)"
-        )
-        subprocess.run([*manage, "shell", "-c", seed], cwd=ROOT, env=env, check=True, capture_output=True)
-        gunicorn = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "--bind",
-                f"127.0.0.1:{app_port}",
-                "--workers",
-                "1",
-                "--timeout",
-                "60",
-                "shop.wsgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{app_port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=10).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert gunicorn.poll() is None, "gunicorn exited"
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.2)
-        yield {
-            "url": url,
-            "postgres": postgres,
-            "redis": redis,
-            "log": root / "logs" / "shop.log",
-            "gunicorn": gunicorn,
-        }
-    finally:
-        if gunicorn is not None:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=20)
-        redis.stop()
-        if (postgres.data / "postmaster.pid").exists():
-            postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def customer_with_cart(url: str) -> requests.Session:
-    customer = requests.Session()
-    customer.get(f"{url}/product/blue-mug/", timeout=10).raise_for_status()
-    response = customer.post(
-        f"{url}/cart/add/1/",
-        {"quantity": 2, "csrfmiddlewaretoken": customer.cookies["csrftoken"]},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text  # the cart page, after the redirect
-    assert "Blue mug" in response.text
-    return customer
+    with served_shop(SERVICE_UNAVAILABLE_RETRY_AFTER="7") as served:
+        yield served
 
 
 def assert_unavailable(response: requests.Response) -> None:
@@ -240,13 +39,9 @@ def wait_until_served(url: str, customer: requests.Session) -> requests.Response
         time.sleep(0.25)
 
 
-def read_log(log: Path) -> str:
-    return log.read_text() if log.exists() else ""
-
-
-def wait_for_log(log: Path, pattern: str) -> str:
+def wait_for_log(shop, pattern: str) -> str:
     deadline = time.monotonic() + 15
-    while not re.search(pattern, text := read_log(log)):
+    while not re.search(pattern, text := shop.read_log()):
         assert time.monotonic() < deadline, f"{pattern!r} never logged:\n{text[-3000:]}"
         time.sleep(0.5)
     return text
@@ -257,11 +52,11 @@ def wait_for_log(log: Path, pattern: str) -> str:
     [("postgres", "PostgreSQL"), ("redis", "Redis")],
 )
 def test_an_outage_answers_503_and_the_shop_recovers_by_itself(shop, service, name):
-    url, log = shop["url"], shop["log"]
+    url = shop.url
     customer = customer_with_cart(url)
-    log_before = read_log(log)
+    log_before = shop.read_log()
 
-    shop[service].stop()
+    shop.service(service).stop()
     try:
         for path in ("/", "/cart/", "/product/blue-mug/", "/orders/checkout/"):
             for _ in range(3):
@@ -282,14 +77,14 @@ def test_an_outage_answers_503_and_the_shop_recovers_by_itself(shop, service, na
         assert ready.json()["checks"][key].startswith("error")
         assert requests.get(f"{url}/healthz", timeout=15).status_code == 200  # alive, not ready
     finally:
-        shop[service].start()
+        shop.service(service).start()
 
     response = wait_until_served(url, customer)
     assert response.status_code == 200, response.text[:500]
     assert "Blue mug" in response.text  # the same cart, read again from Redis
     assert requests.get(f"{url}/readyz", timeout=15).status_code == 200
-    assert shop["gunicorn"].poll() is None  # nothing was restarted
-    text = wait_for_log(log, rf"{name} is reachable again")
+    assert shop.gunicorn.poll() is None  # nothing was restarted
+    text = wait_for_log(shop, rf"{name} is reachable again")
     during = text[len(log_before) :]
     assert len(re.findall(rf"ERROR .*{name} is unreachable", during)) == 1, during
     assert len(re.findall(rf"{name} is reachable again", during)) == 1, during
