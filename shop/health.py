@@ -11,6 +11,8 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
+from shop.outage import SERVICE_NAMES, outages, service_of
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,8 +47,13 @@ def run_checks() -> dict[str, str]:
         try:
             check()
             results[name] = "ok"
+            if name in SERVICE_NAMES:
+                outages.recovered(name)
         except Exception as exc:  # a probe reports every failure, whatever its type
-            logger.warning("readiness check %s failed: %s", name, exc)
+            if service_of(exc) == name:
+                outages.failed(name, exc)  # logged once per outage, not once per probe
+            else:
+                logger.warning("readiness check %s failed: %s", name, exc)
             results[name] = f"error: {exc.__class__.__name__}: {exc}"
     return results
 
@@ -87,7 +94,10 @@ def healthz(request):
 def readyz(request):
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
-    return JsonResponse(
+    response = JsonResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup_freshness()},
         status=200 if ready else 503,
     )
+    if not ready:
+        response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER)
+    return response

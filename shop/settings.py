@@ -1,9 +1,10 @@
 """Settings for the shop, read from the environment (see .env.example for every variable).
 
-Development defaults work out of the box on a machine with PostgreSQL and Redis on
-127.0.0.1; production (`DJANGO_DEBUG=false`) refuses to start without a real secret key.
+Development (`DJANGO_DEBUG=true`, set in .env) works out of the box on a machine with PostgreSQL
+and Redis on 127.0.0.1; production (the default) refuses to start without a strong secret key.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,17 +19,34 @@ env = environ.Env()
 if env.bool("DJANGO_READ_DOT_ENV", default=True) and (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Off unless asked for: development turns it on explicitly (.env, the compose override).
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def weak_secret_key_reason(key: str) -> str | None:
+    """Why `key` is not fit for production, or None: the rules of Django's security.W009."""
+    if not key:
+        return "it is not set"
+    if key == DEVELOPMENT_SECRET_KEY or key.startswith(("django-insecure-", "change-me")):
+        return "it is a placeholder or the development default"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters, fewer than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has only {len(set(key))} distinct characters"
+    return None
+
+
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
-if not DEBUG and (
-    len(SECRET_KEY) < 32 or SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith("change-me")
-):
+if not DEBUG and (reason := weak_secret_key_reason(SECRET_KEY)):
     raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is missing, too short or still the default while DJANGO_DEBUG is false. "
-        "Set it to a long random value, for example: "
-        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+        f"DJANGO_SECRET_KEY is missing, too short or still the default while DJANGO_DEBUG is false: "
+        f"{reason}. Set it to a random value of at least {SECRET_KEY_MIN_LENGTH} characters, "
+        "for example: python -c 'import secrets; print(secrets.token_urlsafe(50))' "
+        "(or set DJANGO_DEBUG=true for development)."
     )
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -44,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "django.contrib.humanize",
     "csp",
+    "axes",
     "shop.accounts",
     "shop.catalog",
     "shop.cart",
@@ -53,6 +72,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before the session middleware: PostgreSQL/Redis outages answer 503 (shop/outage.py).
+    "shop.outage.ServiceOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -60,6 +81,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -91,6 +114,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=
 # Re-check a persistent connection before use, so the shop recovers by itself when
 # PostgreSQL restarts.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# An unreachable server fails fast (503, shop/outage.py) instead of holding a worker.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -105,12 +132,16 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379")
 REDIS_DB_BROKER = env.int("REDIS_DB_BROKER", default=0)
 REDIS_DB_CACHE = env.int("REDIS_DB_CACHE", default=1)
 REDIS_DB_SESSIONS = env.int("REDIS_DB_SESSIONS", default=2)
+# Seconds to connect to Redis and for one command: an unreachable Redis fails fast (503).
+REDIS_SOCKET_TIMEOUT = env.int("REDIS_SOCKET_TIMEOUT", default=5)
+REDIS_CACHE_OPTIONS = {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
 
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url(REDIS_DB_CACHE),
         "KEY_PREFIX": "cache",
+        "OPTIONS": REDIS_CACHE_OPTIONS,
     },
     "sessions": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -118,9 +149,12 @@ CACHES = {
         "KEY_PREFIX": "session",
         # Sessions (and the carts in them) must outlive the cache default of 300 s.
         "TIMEOUT": None,
+        "OPTIONS": REDIS_CACHE_OPTIONS,
     },
 }
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+# Django's cache engine, except that an unreachable Redis is an error (503), never an empty
+# session whose cookie is then deleted (shop/sessions.py).
+SESSION_ENGINE = "shop.sessions"
 SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 24 * 14)
 
@@ -129,12 +163,34 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "accounts:orders"
 LOGOUT_REDIRECT_URL = "catalog:home"
+AUTHENTICATION_BACKENDS = [
+    # First: refuses every attempt of a locked-out username and address (django-axes).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Sign-in throttling (django-axes), for the storefront and the admin ---------------------
+# After LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# refused for LOGIN_LOCKOUT_MINUTES (429 and a page saying so), even with the right password.
+# Attempts live in the database: staff see and clear them in the admin ("Access attempts"),
+# or with `manage.py axes_reset_username USERNAME`.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# The client's address: the right-most X-Forwarded-For entry, the one nginx appends
+# (shop/accounts/throttling.py); TRUSTED_PROXY_COUNT counts proxies in front of nginx that append
+# theirs (a load balancer: 1). Without the header (runserver, tests), REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_CLIENT_IP_CALLABLE = "shop.accounts.throttling.client_ip"
 
 # --- i18n -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -281,6 +337,10 @@ if BACKUP_VERIFY_SCHEDULE:
         "schedule": _cron_schedule(BACKUP_VERIFY_SCHEDULE),
         "options": {"queue": "backups"},
     }
+
+# --- Outages -------------------------------------------------------------------------------
+# While PostgreSQL or Redis is unreachable the shop answers 503 with this Retry-After (seconds).
+SERVICE_UNAVAILABLE_RETRY_AFTER = env.int("SERVICE_UNAVAILABLE_RETRY_AFTER", default=10)
 
 # --- Shop -------------------------------------------------------------------------------
 SHOP_NAME = env.str("SHOP_NAME", default="Django Shop")

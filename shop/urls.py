@@ -5,6 +5,9 @@ from django.urls import include, path
 
 from shop import health
 
+# An outage met outside a view answers 503, like one met inside (shop/outage.py).
+handler500 = "shop.outage.server_error"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

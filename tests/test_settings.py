@@ -42,12 +42,53 @@ def test_check_deploy_passes_in_production_mode(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "secret_key", ["", DEVELOPMENT_SECRET_KEY, "change-me-in-the-env-file-please-0123456789", "short"]
+    "secret_key",
+    [
+        "",
+        DEVELOPMENT_SECRET_KEY,
+        "change-me-in-the-env-file-please-0123456789-abcdefghijklmnopqrstuvwxyz",
+        "short",
+        "x" * 32,
+        " " * 32,
+        "x" * 64,  # long, but 1 distinct character
+        "abab" * 20,  # long, but 2 distinct characters
+        "django-insecure-" + "q8Zr1fT0vKp3LmW9sX2nY7bC4dE6gH5jQ0wR8tU1iO3pA",
+        secrets.token_urlsafe(32),  # 43 characters
+    ],
 )
 def test_production_refuses_to_start_with_a_default_or_weak_secret_key(tmp_path, secret_key):
     result = manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=secret_key, LOG_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY is missing, too short or still the default" in result.stderr
+
+
+@pytest.mark.parametrize("secret_key", [secrets.token_urlsafe(50), secrets.token_hex(25)])
+def test_production_accepts_a_strong_secret_key(tmp_path, secret_key):
+    result = manage("check", DJANGO_DEBUG="false", DJANGO_SECRET_KEY=secret_key, LOG_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
+
+
+def test_debug_is_off_unless_turned_on(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_DEBUG"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", PRINT_DEBUG],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **environment,
+            "DJANGO_READ_DOT_ENV": "false",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "LOG_DIR": str(tmp_path),
+        },
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_production_refuses_a_missing_secret_key(tmp_path):

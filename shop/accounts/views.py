@@ -10,7 +10,8 @@ def signup(request):
         form = SignupForm(request.POST)
         if form.is_valid():
             user = form.save()
-            login(request, user)
+            # Just created with this password: no need to ask the backends (axes comes first).
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("accounts:orders")
     else:
         form = SignupForm()

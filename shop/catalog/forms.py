@@ -29,3 +29,17 @@ class ProductImageForm(forms.ModelForm):
         if normalized is not None:
             self.instance.width, self.instance.height = normalized.width, normalized.height
         return super().save(commit)
+
+
+class StockAdjustmentForm(forms.Form):
+    delta = forms.IntegerField(
+        label="Quantity",
+        help_text="Added to the stock; negative to remove (breakage, a count that found fewer).",
+    )
+    reason = forms.CharField(max_length=200, help_text="A delivery, a stock count, breakage...")
+
+    def clean_delta(self):
+        delta = self.cleaned_data["delta"]
+        if delta == 0:
+            raise forms.ValidationError("Enter a quantity other than 0.")
+        return delta

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
@@ -38,6 +39,8 @@ class Product(models.Model):
     price = models.DecimalField(
         max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.00"))]
     )
+    # Set when a product is created; afterwards it changes only by deltas under a row lock
+    # (shop/catalog/stock.py: adjust_stock), each one recorded as a StockMovement.
     stock = models.IntegerField(default=0, validators=[MinValueValidator(0)])
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -56,8 +59,43 @@ class Product(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        """Save everything but the stock of an existing product.
+
+        Writing back the stock read with the row would undo every purchase made since (an
+        admin form loaded before a checkout and saved after it). Changing it in memory and
+        saving is a mistake, and refused.
+        """
+        if not self._state.adding:
+            update_fields = kwargs.get("update_fields")
+            stock = self.__dict__.get("stock")
+            changed = stock != getattr(self, "_stock_as_read", stock)
+            if changed or (update_fields is not None and "stock" in update_fields):
+                raise ValueError(
+                    f"The stock of {self} changes only through shop.catalog.stock.adjust_stock(), "
+                    "which adds a delta under a row lock and records it."
+                )
+            if update_fields is None:
+                kwargs["update_fields"] = [
+                    field.name
+                    for field in self._meta.concrete_fields
+                    if not field.primary_key and field.name != "stock"
+                ]
+        super().save(*args, **kwargs)
+        self._stock_as_read = self.__dict__.get("stock")
+
     def get_absolute_url(self):
         return reverse("catalog:product", args=[self.slug])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._stock_as_read = instance.__dict__.get("stock")
+        return instance
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._stock_as_read = self.__dict__.get("stock")
 
     @property
     def main_image(self):
@@ -110,3 +148,36 @@ class ProductImage(models.Model):
     @property
     def large_url(self):
         return self._url_or_original(self.thumbnail_large)
+
+
+class StockMovement(models.Model):
+    """One change of a product's stock: who, when, why, by how much, and the level after it."""
+
+    class Kind(models.TextChoices):
+        ORDER = "order", "Order placed"
+        CANCELLATION = "cancellation", "Order cancelled"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        INITIAL = "initial", "Initial stock"
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="stock_movements")
+    delta = models.IntegerField()
+    stock_after = models.IntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason = models.CharField(max_length=200)
+    order = models.ForeignKey(
+        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="stock_movements"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["product", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(delta=0), name="stock_movement_delta_not_zero"),
+        ]
+
+    def __str__(self):
+        return f"{self.product}: {self.delta:+d} ({self.reason})"

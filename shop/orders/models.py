@@ -42,7 +42,8 @@ class Order(models.Model):
     subtotal = models.DecimalField(max_digits=12, decimal_places=2)
     shipping_cost = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0.00"))
     total = models.DecimalField(max_digits=12, decimal_places=2)
-    # Sent with the checkout form; a replayed POST finds the order it already created.
+    # sha256 of the checkout form's key and of its sender (services.scoped_idempotency_key): a
+    # replayed POST from the same customer or session finds the order it already created.
     idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -4,6 +4,7 @@ Views, admin actions, Celery tasks and tests all call these functions; none of t
 orders or stock any other way.
 """
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,7 +12,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from shop.catalog.models import Product
+from shop.catalog.models import Product, StockMovement
+from shop.catalog.stock import adjust_stock
 from shop.orders import payments
 from shop.orders.models import ALLOWED_TRANSITIONS, Order, OrderEvent, OrderLine, OrderStatus
 
@@ -52,18 +54,31 @@ class CustomerDetails:
     phone: str = ""
 
 
+def scoped_idempotency_key(key: str, scope: str) -> str:
+    """What is stored for a checkout's key: a hash of the key and of who sent it.
+
+    The key travels in the checkout form, so it can leak (a shared screen, a proxy log). Bound
+    to its sender, a key replayed by anyone else finds nothing and starts a checkout of its own
+    instead of returning (and revealing) the first sender's order.
+    """
+    return hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
+
+
 def place_order(
     quantities: dict[int, int],
     customer: CustomerDetails,
     payment_method: str,
     idempotency_key: str,
     user=None,
+    scope: str = "",
 ) -> Order:
     """Turn cart quantities into an order, or raise CheckoutError and change nothing.
 
-    A replayed call with the same idempotency key returns the order the first one created.
+    A replayed call with the same idempotency key and the same `scope` (who sent it: the web
+    checkout passes the customer or the session) returns the order the first one created.
     """
     payments.get_provider(payment_method)
+    idempotency_key = scoped_idempotency_key(idempotency_key, scope)
     existing = Order.objects.filter(idempotency_key=idempotency_key).first()
     if existing:
         return existing
@@ -114,9 +129,15 @@ def _place_order_locked(quantities, customer, payment_method, idempotency_key, u
         for product in products
     ]
     OrderLine.objects.bulk_create(lines)
-    for product in products:
-        product.stock -= quantities[product.pk]
-    Product.objects.bulk_update(products, ["stock"])
+    for product in products:  # already locked, in key order
+        adjust_stock(
+            product,
+            -quantities[product.pk],
+            f"Order {order.number}",
+            user,
+            kind=StockMovement.Kind.ORDER,
+            order=order,
+        )
 
     order.subtotal = sum((line.line_total for line in lines), Decimal("0.00"))
     order.total = order.subtotal + order.shipping_cost
@@ -169,7 +190,7 @@ def change_status(order: Order, new_status: str, actor=None, note: str = "") -> 
                 f"{new_status.label.lower()}."
             )
         if new_status == OrderStatus.CANCELLED:
-            _restock(order)
+            _restock(order, actor)
         order.status = new_status
         order.save(update_fields=["status", "updated_at"])
         OrderEvent.objects.create(
@@ -179,12 +200,18 @@ def change_status(order: Order, new_status: str, actor=None, note: str = "") -> 
     return order
 
 
-def _restock(order: Order) -> None:
+def _restock(order: Order, actor=None) -> None:
     returned = {line.product_id: line.quantity for line in order.lines.all() if line.product_id}
     products = list(Product.objects.select_for_update().filter(pk__in=returned).order_by("pk"))
     for product in products:
-        product.stock += returned[product.pk]
-    Product.objects.bulk_update(products, ["stock"])
+        adjust_stock(
+            product,
+            returned[product.pk],
+            f"Order {order.number} cancelled",
+            actor,
+            kind=StockMovement.Kind.CANCELLATION,
+            order=order,
+        )
 
 
 def confirmation_email(order: Order) -> tuple[str, str]:

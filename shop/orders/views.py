@@ -23,6 +23,7 @@ def checkout(request):
                     form.cleaned_data["payment_method"],
                     form.cleaned_data["idempotency_key"],
                     user=request.user,
+                    scope=_checkout_scope(request),
                 )
             except CheckoutError as error:
                 messages.error(request, str(error))
@@ -38,6 +39,15 @@ def checkout(request):
     return render(
         request, "orders/checkout.html", {"form": form, "lines": cart.lines(), "total": cart.total()}
     )
+
+
+def _checkout_scope(request) -> str:
+    """Who is checking out: a replayed form key counts only for the same customer or session."""
+    if request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    if request.session.session_key is None:
+        request.session.save()
+    return f"session:{request.session.session_key}"
 
 
 def _initial_for(user) -> dict:

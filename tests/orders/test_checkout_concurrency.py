@@ -5,10 +5,11 @@ import uuid
 
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from shop.catalog.models import Product
-from shop.orders.models import Order
-from shop.orders.services import OutOfStock, place_order
+from shop.orders.models import Order, OrderStatus
+from shop.orders.services import OutOfStock, change_status, place_order
 from tests.conftest import CUSTOMER
 
 
@@ -51,10 +52,55 @@ def test_twenty_concurrent_checkouts_for_three_items_sell_exactly_three(make_pro
     assert product.stock == 0
 
 
+def product_locking_queries(queries) -> list[str]:
+    return [q["sql"] for q in queries if "FOR UPDATE" in q["sql"] and 'FROM "catalog_product"' in q["sql"]]
+
+
+@pytest.fixture
+def products_named_against_key_order(make_product):
+    """Two products whose names sort opposite to their keys, so the model's default ordering
+    (by name) cannot pass for key order."""
+    first, second = make_product(name="Zebra mug"), make_product(name="Aardvark mug")
+    assert first.pk < second.pk
+    return first, second
+
+
+@pytest.mark.django_db
+def test_checkout_locks_product_rows_in_primary_key_order(products_named_against_key_order):
+    """Row locks are taken in the order the locking query returns its rows: every checkout
+    must lock in one global order (the key) so that two checkouts wait instead of deadlocking."""
+    first, second = products_named_against_key_order
+
+    with CaptureQueriesContext(connection) as captured:
+        place_order({second.pk: 1, first.pk: 1}, CUSTOMER, "bank_transfer", uuid.uuid4().hex)
+
+    (locking,) = product_locking_queries(captured.captured_queries)
+    assert locking.endswith('ORDER BY "catalog_product"."id" ASC FOR UPDATE'), locking
+
+
+@pytest.mark.django_db
+def test_cancelling_locks_product_rows_in_primary_key_order(products_named_against_key_order):
+    first, second = products_named_against_key_order
+    order = place_order({second.pk: 1, first.pk: 1}, CUSTOMER, "bank_transfer", uuid.uuid4().hex)
+
+    with CaptureQueriesContext(connection) as captured:
+        change_status(order, OrderStatus.CANCELLED)
+
+    locking = product_locking_queries(captured.captured_queries)
+    assert locking, [q["sql"] for q in captured.captured_queries]
+    assert all(sql.endswith('ORDER BY "catalog_product"."id" ASC FOR UPDATE') for sql in locking), locking
+
+
 @pytest.mark.django_db(transaction=True)
-def test_crossing_carts_do_not_deadlock(make_product):
-    """Two carts naming the same products in opposite order: locks go in key order."""
-    first, second = make_product(stock=50), make_product(stock=50)
+def test_crossing_carts_do_not_deadlock(products_named_against_key_order):
+    """Two carts naming the same products in opposite order, at the same moment.
+
+    Locks taken row by row in cart order deadlock here (PostgreSQL's "deadlock detected" in
+    every one of 3 runs, checked). One locking query cannot deadlock with itself whatever its
+    ORDER BY, which is why the key order of that query is asserted on above.
+    """
+    first, second = products_named_against_key_order
+    Product.objects.filter(pk__in=[first.pk, second.pk]).update(stock=50)
     carts = [{first.pk: 1, second.pk: 1}, {second.pk: 1, first.pk: 1}]
 
     results = run_in_threads(

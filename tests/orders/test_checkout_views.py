@@ -4,6 +4,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from shop.catalog.models import Product
 from shop.orders.models import Order
 
 ADDRESS = {
@@ -69,8 +70,7 @@ def test_order_totals_come_from_the_database_not_the_session(client_with_cart):
 
 def test_out_of_stock_checkout_shows_a_message_and_changes_nothing(client_with_cart):
     key = checkout_form_key(client_with_cart)
-    client_with_cart.product.stock = 1
-    client_with_cart.product.save()
+    Product.objects.filter(pk=client_with_cart.product.pk).update(stock=1)  # sold meanwhile
 
     response = client_with_cart.post("/orders/checkout/", {**ADDRESS, "idempotency_key": key})
 
@@ -113,3 +113,55 @@ def test_signed_in_customer_sees_order_history(client, django_user_model, make_p
     assert order.user == django_user_model.objects.get(username="carol")
     history = client.get("/accounts/orders/")
     assert order.number in history.content.decode()
+
+
+def test_another_customers_replayed_key_neither_shows_their_order_nor_eats_the_cart(
+    client_with_cart, make_product
+):
+    """Bob posts checkout with Alice's idempotency key (leaked from her form) and his own cart."""
+    alice = client_with_cart
+    alice_key = checkout_form_key(alice)
+    alice_address = {**ADDRESS, "full_name": "Alice Private", "address_line1": "7 Secret Lane"}
+    alices_order_url = alice.post("/orders/checkout/", {**alice_address, "idempotency_key": alice_key})[
+        "Location"
+    ]
+    bob = Client()
+    bobs_product = make_product(stock=4, price="5.00")
+    bob.post(f"/cart/add/{bobs_product.pk}/", {"quantity": 3})
+
+    response = bob.post(
+        "/orders/checkout/", {**ADDRESS, "full_name": "Bob Other", "idempotency_key": alice_key}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] != alices_order_url
+    page = bob.get(response["Location"]).content.decode()
+    assert "Bob Other" in page
+    assert "Alice Private" not in page
+    assert "7 Secret Lane" not in page
+    assert bob.get(alices_order_url).status_code == 404
+    bobs_order = Order.objects.get(full_name="Bob Other")
+    assert [(line.product_id, line.quantity) for line in bobs_order.lines.all()] == [(bobs_product.pk, 3)]
+    bobs_product.refresh_from_db()
+    assert bobs_product.stock == 1  # his cart became his order, not nothing
+    assert Order.objects.filter(full_name="Alice Private").count() == 1
+
+
+def test_the_same_key_from_two_sessions_makes_two_orders_and_a_replay_in_each_returns_its_own(
+    make_product, django_capture_on_commit_callbacks
+):
+    product = make_product(stock=10)
+    first, second = Client(), Client()
+    for client in (first, second):
+        client.post(f"/cart/add/{product.pk}/", {"quantity": 1})
+    key = checkout_form_key(first)
+    data = {**ADDRESS, "idempotency_key": key}
+
+    locations = [client.post("/orders/checkout/", data)["Location"] for client in (first, second)]
+    replays = [client.post("/orders/checkout/", data)["Location"] for client in (first, second)]
+
+    assert locations == replays
+    assert locations[0] != locations[1]
+    assert Order.objects.count() == 2
+    product.refresh_from_db()
+    assert product.stock == 8
