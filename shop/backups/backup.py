@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
 
 import shop
@@ -16,10 +17,13 @@ from shop.backups.archive import write_uploads_archive
 from shop.backups.database import (
     dump_snapshot,
     exported_snapshot,
+    kill_process_group,
     live_database_name,
     migration_state,
+    pg_timeout,
     referenced_upload_names,
     table_row_counts,
+    timeout_error,
 )
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import make_private_dir
@@ -122,13 +126,21 @@ def _write_set(set_id: str, only: str | None, report) -> dict:
 def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_uploads: bool) -> None:
     """pg_dump runs in a thread while the uploads are archived: the two overlap instead of adding up."""
     report.step(f"Dumping database {live_database_name()} ...")
+    running = []  # the pg_dump process, to stop it if anything here fails (or a time limit strikes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
-        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE)
-        # While pg_dump runs: what the manifest says about the same snapshot.
-        row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
-        if with_uploads:
-            _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
-        sha256, size = dump.result()
+        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append)
+        try:
+            # While pg_dump runs: what the manifest says about the same snapshot.
+            row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
+            if with_uploads:
+                _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
+            sha256, size = dump.result()
+        except BaseException as exc:
+            for process in running:
+                kill_process_group(process)
+            if isinstance(exc, psycopg.errors.QueryCanceled):  # our statement_timeout: a lock, most likely
+                raise timeout_error("reading the database snapshot beside pg_dump", pg_timeout()) from exc
+            raise
     report.step(f"  database dump: {human_bytes(size)}")
     manifest["files"][DB_FILE] = {"size": size, "sha256": sha256}
     manifest["database"] = {

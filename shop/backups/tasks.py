@@ -1,8 +1,13 @@
-"""Celery tasks on the `backups` queue (routed in settings): the scheduled backup and upload retries."""
+"""Celery tasks on the `backups` queue (routed in settings): the scheduled backup and upload retries.
+
+Each has a soft and a hard time limit in hours (BACKUP_TASK_SOFT_TIME_LIMIT, BACKUP_TASK_TIME_LIMIT),
+instead of the quick tasks' defaults: a big shop's dump or upload takes hours, but never forever.
+"""
 
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from shop.backups import local, status
 from shop.backups.backup import run_backup, upload_with_lock
@@ -15,9 +20,13 @@ logger = logging.getLogger("shop.backups")
 UPLOAD_RETRY_BACKOFF = 60  # seconds before the first retry; doubles up to UPLOAD_RETRY_BACKOFF_MAX
 UPLOAD_RETRY_BACKOFF_MAX = 3600
 UPLOAD_MAX_RETRIES = 8  # about 4 hours of retries in all
+TIME_LIMITS = {
+    "soft_time_limit": settings.BACKUP_TASK_SOFT_TIME_LIMIT,
+    "time_limit": settings.BACKUP_TASK_TIME_LIMIT,
+}
 
 
-@shared_task(name="shop.backups.tasks.scheduled_backup")
+@shared_task(name="shop.backups.tasks.scheduled_backup", **TIME_LIMITS)
 def scheduled_backup() -> str | None:
     """Run by Celery beat on BACKUP_SCHEDULE. Skips (with a log line) if a backup is running."""
     try:
@@ -38,13 +47,14 @@ def scheduled_backup() -> str | None:
     retry_backoff_max=UPLOAD_RETRY_BACKOFF_MAX,
     retry_jitter=True,
     max_retries=UPLOAD_MAX_RETRIES,
+    **TIME_LIMITS,
 )
 def upload_backup_set(set_id: str) -> str:
     upload_with_lock(set_id, LoggingReporter())
     return set_id
 
 
-@shared_task(name="shop.backups.tasks.verify_latest_set")
+@shared_task(name="shop.backups.tasks.verify_latest_set", **TIME_LIMITS)
 def verify_latest_set() -> str | None:
     """Run by Celery beat on BACKUP_VERIFY_SCHEDULE: a test restore of the newest local set."""
     set_ids = local.local_set_ids()
