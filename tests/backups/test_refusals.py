@@ -178,7 +178,7 @@ def big_upload(media_root, size=3 * 1024 * 1024):
 
 
 def test_backup_onto_a_full_disk_fails_loudly_and_leaves_no_set(
-    shop_data, media_root, backup_settings, tiny_disk
+    shop_data, media_root, backup_settings, tiny_disk, caplog
 ):
     backup_settings.BACKUP_PATH = tiny_disk / "backups"
     big_upload(media_root)
@@ -191,6 +191,7 @@ def test_backup_onto_a_full_disk_fails_loudly_and_leaves_no_set(
     assert "No backup sets" in "\n".join(run_command("list_backups"))
     status = json.loads((backup_settings.BACKUP_PATH / "status.json").read_text())
     assert "No space left" in status["last_failure"]["error"]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # an expected failure: no traceback
 
 
 def test_restore_onto_a_full_disk_is_refused_before_anything_changes(

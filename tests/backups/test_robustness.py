@@ -93,6 +93,7 @@ def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root, 
 
     assert (first.returncode, second.returncode) == (0, 1), first_err.decode()
     assert "another backup or restore is running (shop-backups: backup" in second_err.decode()
+    assert "Traceback" not in second_err.decode()
     assert len(local.local_set_ids()) == 1
 
 
