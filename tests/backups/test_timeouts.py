@@ -28,13 +28,17 @@ def locked_table(shop_data, settings):
 
 
 def tool_processes(marker: str) -> list[int]:
+    """Our own child processes (others may run backups on this machine) whose command line
+    holds `marker`."""
     pids = []
     for entry in os.listdir("/proc"):
         try:
+            with open(f"/proc/{entry}/stat") as stat_file:
+                parent = int(stat_file.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                if marker.encode() in cmdline.read():
+                if parent == os.getpid() and marker.encode() in cmdline.read():
                     pids.append(int(entry))
-        except (FileNotFoundError, ProcessLookupError, NotADirectoryError, PermissionError):
+        except (OSError, ValueError):  # gone meanwhile, or not a process (/proc/net, ...)
             continue
     return pids
 
