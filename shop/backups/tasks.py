@@ -68,7 +68,9 @@ def verify_latest_set() -> str | None:
         logger.warning("scheduled verification skipped: %s", exc)
         return None
     except BackupError as exc:
-        logger.exception("BACKUP VERIFY FAILED: set %s cannot be restored", set_id)
+        logger.error(
+            "BACKUP VERIFY FAILED: set %s cannot be restored: %s", set_id, exc
+        )  # expected: no traceback
         status.record_failure("verify", exc, set_id)
         raise
     logger.info("set %s passed a test restore", set_id)
