@@ -64,7 +64,7 @@ def backup_freshness() -> dict:
     Reported by /readyz but not part of readiness: a missing or stale backup is an alert for
     the operator, not a reason to take the shop out of the load balancer.
     """
-    from shop.backups.inventory import newest_good_set
+    from shop.backups.inventory import newest_good_set, offsite_state
 
     max_age = settings.BACKUP_MAX_AGE_HOURS * 3600
     if not Path(settings.BACKUP_PATH).is_dir():
@@ -72,16 +72,20 @@ def backup_freshness() -> dict:
         return {"status": "unknown", "reason": reason, "max_age_seconds": max_age}
     try:
         newest = newest_good_set()
+        offsite = offsite_state(newest["id"] if newest else None)
     except Exception as exc:  # a probe reports every failure, whatever its type
         return {"status": f"error: {exc.__class__.__name__}: {exc}", "max_age_seconds": max_age}
+    # "offsite": "not configured" | "ok" | "not offsite", with its "warnings": reported, never a failure.
+    report = {"offsite": offsite["offsite"], "warnings": [offsite["warning"]] if "warning" in offsite else []}
     if newest is None:
-        return {"status": "missing", "max_age_seconds": max_age}
+        return {"status": "missing", "max_age_seconds": max_age, **report}
     age = round((datetime.now(UTC) - newest["created_at"]).total_seconds())
     return {
         "status": "ok" if age <= max_age else "stale",
         "newest_id": newest["id"],
         "age_seconds": age,
         "max_age_seconds": max_age,
+        **report,
     }
 
 

@@ -232,6 +232,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"shop.backups.tasks.*": {"queue": "backups"}}
+# No task may run forever: at the soft limit the task gets SoftTimeLimitExceeded (and cleans
+# up), at the hard limit the worker process running it is killed. These apply to the quick
+# tasks (thumbnails, emails: seconds); the backup tasks have their own, in hours (below).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=120)
 CELERY_TIMEZONE = "UTC"
 # Filled in the Backups section below, once BACKUP_CRONTAB is known.
 CELERY_BEAT_SCHEDULE = {}
@@ -323,6 +328,13 @@ BACKUP_CRONTAB = _cron_schedule(BACKUP_SCHEDULE)
 BACKUP_MAINTENANCE_DATABASE = env.str("BACKUP_MAINTENANCE_DATABASE", default="postgres")
 # /readyz reports the newest good backup as "stale" when it is older than this.
 BACKUP_MAX_AGE_HOURS = env.int("BACKUP_MAX_AGE_HOURS", default=26)
+# Seconds pg_dump or pg_restore may run before it is killed and the backup, verification or
+# restore fails cleanly (0: no limit). A big shop's dump takes hours; a locked table forever.
+BACKUP_PG_TIMEOUT = env.int("BACKUP_PG_TIMEOUT", default=6 * 3600)
+# Celery time limits of the backup tasks (backup, upload retry, test restore), in seconds:
+# above BACKUP_PG_TIMEOUT, so the dump's own limit ends a stuck run with a clear error first.
+BACKUP_TASK_SOFT_TIME_LIMIT = env.int("BACKUP_TASK_SOFT_TIME_LIMIT", default=8 * 3600)
+BACKUP_TASK_TIME_LIMIT = env.int("BACKUP_TASK_TIME_LIMIT", default=8 * 3600 + 30 * 60)
 CELERY_BEAT_SCHEDULE["backup-set"] = {
     "task": "shop.backups.tasks.scheduled_backup",
     "schedule": BACKUP_CRONTAB,

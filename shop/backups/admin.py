@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 
 from shop.backups import s3
 from shop.backups.errors import BackupError
-from shop.backups.inventory import list_sets
+from shop.backups.inventory import list_sets, newest_good_set, offsite_state
 from shop.backups.models import BackupSet
 from shop.backups.status import read_status
 
@@ -32,6 +32,8 @@ class BackupSetAdmin(admin.ModelAdmin):
             error = ""
         except BackupError as exc:
             sets, error = [], str(exc)
+        good = newest_good_set()
+        offsite = offsite_state(good["id"] if good else None)
         context = {
             **self.admin_site.each_context(request),
             "title": "Backups",
@@ -42,5 +44,6 @@ class BackupSetAdmin(admin.ModelAdmin):
             "backup_path": settings.BACKUP_PATH,
             "s3_target": s3.describe_target() if s3.configured() else "",
             "schedule": settings.BACKUP_SCHEDULE,
+            "offsite": offsite,
         }
         return TemplateResponse(request, "admin/backups/status.html", context)

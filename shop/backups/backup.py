@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 from django.conf import settings
 
 import shop
@@ -16,10 +17,13 @@ from shop.backups.archive import write_uploads_archive
 from shop.backups.database import (
     dump_snapshot,
     exported_snapshot,
+    kill_process_group,
     live_database_name,
     migration_state,
+    pg_timeout,
     referenced_upload_names,
     table_row_counts,
+    timeout_error,
 )
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import make_private_dir
@@ -42,8 +46,9 @@ logger = logging.getLogger("shop.backups")
 class BackupOutcome:
     set_id: str
     manifest: dict
-    offsite: bool | None  # None: not uploaded (--no-upload or S3 not configured)
+    offsite: bool | None  # None: not uploaded (--no-upload or no offsite target configured)
     offsite_error: str = ""
+    offsite_configured: bool = False  # BACKUP_S3_BUCKET is set (s3.configured())
 
 
 def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOutcome:
@@ -60,23 +65,29 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
                 f"writing set {set_id} to {local.backup_root()} failed: {exc.strerror or exc}. "
                 "Check the backup volume (free space, permissions); the incomplete set was removed."
             )
-            logger.exception("BACKUP FAILED: set %s was not written", set_id)
+            # Expected (a full or read-only volume): the message says it all, no traceback.
+            logger.error("BACKUP FAILED: set %s was not written: %s", set_id, error)
             status.record_failure("backup", error, set_id)
             raise error from exc
-        except Exception as exc:
+        except BackupError as exc:  # expected too: a timeout, pg_dump's own error, ...
+            logger.error("BACKUP FAILED: set %s was not written: %s", set_id, exc)
+            status.record_failure("backup", exc, set_id)
+            raise
+        except Exception as exc:  # a bug: the traceback is what helps
             logger.exception("BACKUP FAILED: set %s was not written", set_id)
             status.record_failure("backup", exc, set_id)
             raise
         status.record_success(set_id)
-        outcome = BackupOutcome(set_id, manifest, offsite=None)
-        if upload and s3.configured():
+        outcome = BackupOutcome(set_id, manifest, offsite=None, offsite_configured=s3.configured())
+        if upload and outcome.offsite_configured:
             try:
                 upload_local_set(set_id, report)
                 outcome.offsite = True
             except OffsiteError as exc:
                 outcome.offsite, outcome.offsite_error = False, str(exc)
-        # With S3 failing, pruning it would only fail again and hide the upload error in the status.
-        _prune(report, include_s3=outcome.offsite is not False)
+        # S3 is left alone when the run was local only (--no-upload), and while it is failing:
+        # pruning it would only fail again and hide the upload error in the status.
+        _prune(report, include_s3=upload and outcome.offsite is not False)
         return outcome
 
 
@@ -122,13 +133,21 @@ def _write_set(set_id: str, only: str | None, report) -> dict:
 def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_uploads: bool) -> None:
     """pg_dump runs in a thread while the uploads are archived: the two overlap instead of adding up."""
     report.step(f"Dumping database {live_database_name()} ...")
+    running = []  # the pg_dump process, to stop it if anything here fails (or a time limit strikes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
-        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE)
-        # While pg_dump runs: what the manifest says about the same snapshot.
-        row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
-        if with_uploads:
-            _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
-        sha256, size = dump.result()
+        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append)
+        try:
+            # While pg_dump runs: what the manifest says about the same snapshot.
+            row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
+            if with_uploads:
+                _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
+            sha256, size = dump.result()
+        except BaseException as exc:
+            for process in running:
+                kill_process_group(process)
+            if isinstance(exc, psycopg.errors.QueryCanceled):  # our statement_timeout: a lock, most likely
+                raise timeout_error("reading the database snapshot beside pg_dump", pg_timeout()) from exc
+            raise
     report.step(f"  database dump: {human_bytes(size)}")
     manifest["files"][DB_FILE] = {"size": size, "sha256": sha256}
     manifest["database"] = {
@@ -186,6 +205,9 @@ def upload_with_lock(set_id: str, report) -> None:
 def _prune(report, include_s3: bool) -> None:
     try:
         retention.prune(report, include_s3=include_s3)
-    except Exception as exc:  # a failed prune must not turn a good backup into a failed one
+    except (BackupError, OSError) as exc:  # a failed prune must not turn a good backup into a failed one
+        logger.error("BACKUP RETENTION FAILED: %s", exc)
+        status.record_failure("retention", exc)
+    except Exception as exc:
         logger.exception("BACKUP RETENTION FAILED")
         status.record_failure("retention", exc)

@@ -7,13 +7,18 @@ never appears on a command line and every connection option the shop uses reache
 Our own connections (the lock, CREATE/RENAME DATABASE, the snapshot) pass the same options.
 Database-level work (create, rename, terminate) runs on the maintenance database, because
 a database cannot be renamed while anyone, including us, is connected to it.
+
+pg_dump and pg_restore run with a time limit (BACKUP_PG_TIMEOUT): a table locked by another
+session would otherwise block them, and the backup or restore waiting on them, forever.
 """
 
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +174,8 @@ def exported_snapshot():
         conn.autocommit = False
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        # Our own queries in the snapshot wait for table locks like pg_dump does: same limit.
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", [f"{pg_timeout() * 1000:.0f}"])
         snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         yield Snapshot(snapshot_id, conn, server_version(conn), pg_dump_version)
         conn.rollback()
@@ -187,32 +194,101 @@ def referenced_upload_names(conn: psycopg.Connection) -> set[str]:
     return {name for row in conn.execute(query) for name in row if name}
 
 
-def dump_snapshot(snapshot_id: str, out_path: Path) -> tuple[str, int]:
+def pg_timeout() -> float:
+    """Seconds pg_dump or pg_restore may run (BACKUP_PG_TIMEOUT); 0 means no limit."""
+    return float(settings.BACKUP_PG_TIMEOUT)
+
+
+def timeout_error(what: str, timeout: float) -> BackupError:
+    return BackupError(
+        f"{what} did not finish within {timeout:g} s (BACKUP_PG_TIMEOUT) and was stopped. "
+        "Most likely another session holds a lock on a table (look at pg_locks and "
+        "pg_stat_activity); if the database has simply grown, raise BACKUP_PG_TIMEOUT."
+    )
+
+
+def dump_snapshot(snapshot_id: str, out_path: Path, started=None) -> tuple[str, int]:
     """Stream `pg_dump --format=custom` of the snapshot into out_path; (SHA-256, size).
 
-    Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive.
+    Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive;
+    `started(process)` is called with the pg_dump process, so that thread's caller can stop it.
     """
     command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
     with create_private_file(out_path) as raw, HashingWriter(raw) as writer:
-        _run_streaming(command, libpq_env(live_database_name()), writer)
+        _run_streaming(command, libpq_env(live_database_name()), writer, started)
         raw.flush()
         os.fsync(raw.fileno())
     return writer.hexdigest(), writer.size
 
 
-def _run_streaming(command: list[str], env: dict, writer: HashingWriter) -> None:
+class _Watchdog:
+    """Kills a process group when its time is up; `fired` says whether it did."""
+
+    def __init__(self, process: subprocess.Popen, timeout: float):
+        self.process, self.fired = process, False
+        self._timer = threading.Timer(timeout, self._expire) if timeout > 0 else None
+        if self._timer:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        self.fired = True
+        kill_process_group(self.process)
+
+    def cancel(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL the tool and every worker it forked (pg_restore --jobs)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _run_streaming(command: list[str], env: dict, writer: HashingWriter, started=None) -> None:
     # stderr goes to a file: a pipe nobody reads could fill up and stall pg_dump.
+    # A session of its own, so a timeout can kill it with everything it started.
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, env=env)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=errors, env=env, start_new_session=True
+        )
+        watchdog = _Watchdog(process, pg_timeout())
+        if started:
+            started(process)
         try:
             while chunk := process.stdout.read(CHUNK_SIZE):
                 writer.write(chunk)
+        except BaseException:
+            kill_process_group(process)  # a full disk, a soft time limit, Ctrl-C: pg_dump goes too
+            raise
         finally:
             process.stdout.close()
             returncode = process.wait()
+            watchdog.cancel()
+        if watchdog.fired:
+            raise timeout_error(command[0], pg_timeout())
         if returncode != 0:
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip()
+            raise BackupError(f"{command[0]} failed (exit {returncode}): {message}")
+
+
+def run_tool(command: list[str], env: dict) -> None:
+    """Run pg_restore (or another libpq tool) to the end, within BACKUP_PG_TIMEOUT."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=output, env=env, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=pg_timeout() or None)
+        except BaseException as exc:
+            kill_process_group(process)
+            process.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise timeout_error(command[0], pg_timeout()) from None
+            raise
+        if returncode != 0:
+            output.seek(0)
+            message = output.read().decode(errors="replace").strip()
             raise BackupError(f"{command[0]} failed (exit {returncode}): {message}")
 
 
@@ -277,9 +353,7 @@ def restore_dump(dump_path: Path, dbname: str) -> None:
         f"--dbname={dbname}",
         str(dump_path),
     ]
-    result = subprocess.run(command, env=libpq_env(dbname), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BackupError(f"pg_restore failed (exit {result.returncode}): {result.stderr.strip()}")
+    run_tool(command, libpq_env(dbname))
 
 
 def check_row_counts(dbname: str, expected: dict[str, int]) -> None:

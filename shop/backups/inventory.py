@@ -160,3 +160,26 @@ def newest_good_set() -> dict | None:
         if set_record(status, set_id).get("local_verified"):
             return {"id": set_id, "created_at": set_time(set_id)}
     return None
+
+
+NOT_CONFIGURED_WARNING = (
+    "offsite: not configured: backup sets are kept only in BACKUP_PATH, on this machine's disk; "
+    "set BACKUP_S3_BUCKET (with BACKUP_S3_ENDPOINT_URL and credentials) for an offsite copy"
+)
+
+
+def offsite_state(set_id: str | None) -> dict:
+    """{"offsite": "not configured" | "ok" | "not offsite", "warning": ...} for a set (the newest
+    good one), from the configuration and status.json only (cheap: for probes and the admin).
+    "not configured" is a warning, not a failure: local-only backups are a valid choice."""
+    if not s3.configured():
+        return {"offsite": "not configured", "warning": NOT_CONFIGURED_WARNING}
+    record = set_record(read_status(), set_id).get("offsite", {}) if set_id else {}
+    if record.get("verified"):
+        return {"offsite": "ok", "target": s3.describe_target()}
+    reason = record.get("error") or "not uploaded (yet)"
+    return {
+        "offsite": "not offsite",
+        "target": s3.describe_target(),
+        "warning": f"the newest good backup set is not offsite: {reason}",
+    }

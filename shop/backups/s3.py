@@ -13,7 +13,13 @@ import json
 import math
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 from django.conf import settings
 
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
@@ -52,6 +58,22 @@ def client():
             request_checksum_calculation="when_required",
         ),
     )
+
+
+def explain(exc: Exception) -> str:
+    """botocore's error in words an admin can act on."""
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return (
+            f"no S3 credentials for {describe_target()}: set BACKUP_S3_ACCESS_KEY_ID and "
+            "BACKUP_S3_SECRET_ACCESS_KEY, or leave BACKUP_S3_BUCKET empty for local-only backups"
+        )
+    if isinstance(exc, EndpointConnectionError):
+        where = settings.BACKUP_S3_ENDPOINT_URL or "AWS S3"
+        return f"S3 could not be reached at {where} ({exc}); check BACKUP_S3_ENDPOINT_URL and the network"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"S3 refused the request: {error.get('Code', '?')}: {error.get('Message', exc)}"
+    return str(exc)
 
 
 def describe_target() -> str:
@@ -146,7 +168,7 @@ def upload_set(set_dir: Path, manifest: dict, report) -> None:
         manifest_sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
         upload_file(s3, manifest_path, manifest["id"], manifest_sha, report)
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"uploading set {manifest['id']} to S3 failed: {exc}") from exc
+        raise OffsiteError(f"uploading set {manifest['id']} to S3 failed: {explain(exc)}") from exc
     except CorruptSet:
         # Files of this set uploaded before the damaged one would stay behind, never listed.
         with contextlib.suppress(*TRANSPORT_ERRORS):
@@ -166,7 +188,7 @@ def remote_set_ids(s3) -> list[str]:
                 if name == MANIFEST_NAME and is_set_id(set_id):
                     ids.add(set_id)
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {exc}") from exc
+        raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {explain(exc)}") from exc
     return sorted(ids)
 
 
@@ -176,7 +198,7 @@ def _remote_manifest_bytes(s3, set_id: str) -> bytes:
         response = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(set_id, MANIFEST_NAME))
         data = response["Body"].read()
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot read the manifest of set {set_id} from S3: {exc}") from exc
+        raise OffsiteError(f"cannot read the manifest of set {set_id} from S3: {explain(exc)}") from exc
     if hashlib.sha256(data).hexdigest() != response.get("Metadata", {}).get("sha256"):
         raise CorruptSet(f"the manifest of set {set_id} on S3 does not match its checksum.")
     return data
@@ -196,7 +218,7 @@ def remote_set_intact(s3, manifest: dict) -> bool:
     except ClientError:
         return False
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot check set {manifest['id']} on S3: {exc}") from exc
+        raise OffsiteError(f"cannot check set {manifest['id']} on S3: {explain(exc)}") from exc
     return True
 
 
@@ -215,7 +237,7 @@ def download_set(s3, set_id: str, destination: Path, report) -> None:
                     out.write(chunk)
                     advance(len(chunk))
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"downloading set {set_id} from S3 failed: {exc}") from exc
+        raise OffsiteError(f"downloading set {set_id} from S3 failed: {explain(exc)}") from exc
 
 
 def delete_remote_set(s3, set_id: str) -> None:

@@ -3,6 +3,8 @@
 import hashlib
 import io
 import json
+import re
+import shutil
 import tarfile
 
 import pytest
@@ -178,7 +180,7 @@ def big_upload(media_root, size=3 * 1024 * 1024):
 
 
 def test_backup_onto_a_full_disk_fails_loudly_and_leaves_no_set(
-    shop_data, media_root, backup_settings, tiny_disk
+    shop_data, media_root, backup_settings, tiny_disk, caplog
 ):
     backup_settings.BACKUP_PATH = tiny_disk / "backups"
     big_upload(media_root)
@@ -191,6 +193,7 @@ def test_backup_onto_a_full_disk_fails_loudly_and_leaves_no_set(
     assert "No backup sets" in "\n".join(run_command("list_backups"))
     status = json.loads((backup_settings.BACKUP_PATH / "status.json").read_text())
     assert "No space left" in status["last_failure"]["error"]
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # an expected failure: no traceback
 
 
 def test_restore_onto_a_full_disk_is_refused_before_anything_changes(
@@ -252,3 +255,46 @@ def test_s3_down_does_not_block_listing_or_restoring_local_sets(
     assert "S3 could not be listed" in listing
     run_command("restore_backup", "--latest", "--yes", "--only", "uploads")
     assert upload_fingerprints(media_root) == files
+
+
+def claim_a_newer_pg_dump(manifest: dict) -> dict:
+    manifest["database"]["pg_dump_version"] = "99.0"
+    manifest["database"]["server_version"] = "99.0"
+    return manifest
+
+
+def test_a_dump_newer_than_pg_restore_is_refused_before_anything_changes(backed_up_then_changed, media_root):
+    """A local set: its manifest carries no checksum of its own, so editing it is enough."""
+    set_dir, live = backed_up_then_changed
+    manifest = claim_a_newer_pg_dump(json.loads((set_dir / MANIFEST_NAME).read_text()))
+    (set_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+
+    with pytest.raises(CommandError) as refused:
+        run_command("restore_backup", "--latest", "--yes")
+
+    assert re.search(r"pg_restore [\d.]+ cannot read a dump made by pg_dump 99\.0", str(refused.value))
+    assert "Nothing was changed" in str(refused.value)
+    assert_untouched(live, media_root)
+
+
+def test_a_newer_dump_on_s3_is_refused_too(shop_data, media_root, s3_bucket, backup_settings):
+    """A set on S3: its manifest must match the SHA-256 stored beside it, so the edited manifest
+    is re-signed as an upload would sign it, and the refusal comes from the version check."""
+    set_id = backup_now()
+    shutil.rmtree(backup_settings.BACKUP_PATH / set_id)
+    key = f"{backup_settings.BACKUP_S3_PREFIX}/{set_id}/{MANIFEST_NAME}"
+    body = s3_bucket.get_object(Bucket=backup_settings.BACKUP_S3_BUCKET, Key=key)["Body"].read()
+    edited = json.dumps(claim_a_newer_pg_dump(json.loads(body))).encode()
+    s3_bucket.put_object(
+        Bucket=backup_settings.BACKUP_S3_BUCKET,
+        Key=key,
+        Body=edited,
+        Metadata={"sha256": hashlib.sha256(edited).hexdigest()},
+    )
+    live = (table_fingerprints(), upload_fingerprints(media_root))
+
+    with pytest.raises(CommandError, match=r"cannot read a dump made by pg_dump 99\.0.*Nothing was changed"):
+        run_command("restore_backup", set_id, "--source", "s3", "--yes")
+
+    assert_untouched(live, media_root)
+    assert not list(backup_settings.BACKUP_PATH.glob(".fetch-*"))

@@ -93,6 +93,7 @@ def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root, 
 
     assert (first.returncode, second.returncode) == (0, 1), first_err.decode()
     assert "another backup or restore is running (shop-backups: backup" in second_err.decode()
+    assert "Traceback" not in second_err.decode()
     assert len(local.local_set_ids()) == 1
 
 
@@ -221,7 +222,7 @@ def test_beat_sends_the_backup_to_the_backups_queue_and_a_worker_runs_it(shop_da
 
 
 def test_the_scheduled_test_restore_passes_a_good_set_and_flags_a_bad_one(
-    shop_data, settings, backup_settings
+    shop_data, settings, backup_settings, caplog
 ):
     entry = settings.CELERY_BEAT_SCHEDULE["verify-latest-set"]
     assert celery_app.amqp.router.route(entry["options"], entry["task"])["queue"].name == "backups"
@@ -239,6 +240,9 @@ def test_the_scheduled_test_restore_passes_a_good_set_and_flags_a_bad_one(
     failure = status.read_status()["last_failure"]
     assert (failure["stage"], failure["id"]) == ("verify", set_id)
     assert status.read_status()["sets"][set_id]["local_verified"] is False
+    verify_failed = [r for r in caplog.records if r.getMessage().startswith("BACKUP VERIFY FAILED")]
+    assert "row counts differ" in verify_failed[0].getMessage()
+    assert verify_failed[0].exc_info is None  # an expected failure: one line, no traceback
 
 
 def test_hashing_writer_hashes_every_byte_in_order(tmp_path):

@@ -48,7 +48,7 @@ def test_the_admin_shows_sets_and_the_last_failure(admin_client, shop_data, back
     assert set_id in page
     assert "verified" in page
     assert "S3 said no" in page
-    assert "S3 is not configured" in page
+    assert "Offsite: not configured" in page
 
 
 def test_the_admin_page_is_for_staff_only(client, django_user_model):

@@ -45,7 +45,12 @@ def example_env() -> dict[str, str]:
 
 def production_env() -> dict[str, str]:
     """.env.example with what production requires and the example leaves empty."""
-    return {**example_env(), "BACKUP_S3_ACCESS_KEY_ID": "key-id", "BACKUP_S3_SECRET_ACCESS_KEY": "secret"}
+    return {
+        **example_env(),
+        "BACKUP_S3_BUCKET": "shop-backups",
+        "BACKUP_S3_ACCESS_KEY_ID": "key-id",
+        "BACKUP_S3_SECRET_ACCESS_KEY": "secret",
+    }
 
 
 def load_stack(name: str, env: dict[str, str] | None = None) -> dict:
@@ -216,7 +221,7 @@ def test_production_override():
     for name in APP_SERVICES:
         env = services[name]["environment"]
         assert env["DJANGO_DEBUG"] == "false", name
-        assert env["BACKUP_S3_BUCKET"] == example_env()["BACKUP_S3_BUCKET"]
+        assert env["BACKUP_S3_BUCKET"] == production_env()["BACKUP_S3_BUCKET"]
         assert "/tmp" in services[name]["tmpfs"]
     nginx = services["nginx"]
     assert nginx["environment"]["NGINX_SCHEME"] == "https"

@@ -1,4 +1,5 @@
 import psycopg
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.backup import run_backup
@@ -21,12 +22,21 @@ class Command(BaseCommand):
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"backup failed: {exc}") from exc
         if outcome.offsite is False:
-            self.stderr.write(
-                self.style.ERROR(
-                    f"Set {outcome.set_id} is local only, NOT offsite: {outcome.offsite_error} "
-                    f"Retry with the `upload_backup_set` task or run backup_now again later."
+            # The set is good and kept; but an offsite copy was wanted and is missing: cron and
+            # monitoring must see a failure, so the ID goes out first, then the error.
+            self.stdout.write(outcome.set_id)
+            raise CommandError(
+                f"set {outcome.set_id} was written and kept in {settings.BACKUP_PATH}, but it is NOT "
+                f"offsite: {outcome.offsite_error}. Fix that, then run backup_now again (the scheduled "
+                "backup retries the upload of its set by itself)."
+            )
+        if no_upload:
+            self.stdout.write(f"Set {outcome.set_id} is local only (--no-upload).")
+        elif not outcome.offsite_configured:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Offsite: not configured (BACKUP_S3_BUCKET is empty): set {outcome.set_id} is kept "
+                    f"only in {settings.BACKUP_PATH}."
                 )
             )
-        elif outcome.offsite is None:
-            self.stdout.write(self.style.WARNING(f"Set {outcome.set_id} was not copied to S3."))
         self.stdout.write(outcome.set_id)

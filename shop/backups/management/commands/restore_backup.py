@@ -9,8 +9,9 @@ from shop.backups.restore import restore
 
 class Command(BaseCommand):
     help = (
-        "Restore a backup set: verify every checksum, stage it beside the live data, then swap it in, "
-        "keeping the previous database and uploads for rollback."
+        "Restore a backup set: verify every checksum, stage it (a new database, a hidden directory in "
+        "MEDIA_ROOT), then swap it in, all or nothing, keeping the previous database and uploads "
+        "for rollback."
     )
 
     def add_arguments(self, parser):
