@@ -67,13 +67,12 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
     assert "brew install" in message
 
 
-def test_procfile_runs_every_process_of_the_stack(tmp_path):
+def test_procfile_runs_every_process_of_the_stack(tmp_path, stack_programs):
     config = runner.RunnerConfig.from_environment(
         {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(tmp_path), "POSTGRES_PASSWORD": "p",
          "REDIS_PASSWORD": "r", "DJANGO_SECRET_KEY": "k" * 40}
     )  # fmt: skip
-    programs = runner.find_programs()
-    text = runner.procfile_text(config, programs, tmp_path / "nginx.conf")
+    text = runner.procfile_text(config, stack_programs, tmp_path / "nginx.conf")
 
     names = [line.split(":", 1)[0] for line in text.splitlines() if not line.startswith("#")]
     assert tuple(names) == runner.PROCESS_NAMES
@@ -125,9 +124,8 @@ def test_runner_passes_dot_env_settings_on_to_the_shop(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand PostgreSQL to the postgres user")
-def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly():
-    programs = runner.find_programs()
-    command = runner.as_postgres_user(programs, ["postgres", "-D", "x"])
+def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly(stack_programs):
+    command = runner.as_postgres_user(stack_programs, ["postgres", "-D", "x"])
     # setpriv execs PostgreSQL (runuser would stay in between and SIGKILL it 2 s after SIGTERM).
     assert command[0].endswith("setpriv")
     assert "--reuid=postgres" in command

@@ -26,7 +26,7 @@ PRODUCT_NAME = "Stack Mug"
 
 
 @pytest.fixture
-def stack(tmp_path):
+def stack(tmp_path, stack_programs):
     root = make_data_root()
     runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
     try:
