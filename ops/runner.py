@@ -404,6 +404,10 @@ class Program:
 # A failed start is tried again after 1, 2, ... START_RETRIES seconds (supervisord's backoff),
 # then the process is given up on (FATAL) and the others keep running.
 START_RETRIES = 5
+# supervisord stops one group after the other; the app's processes form one group, so they stop
+# together (after nginx, before Redis and PostgreSQL). supervisorctl calls them app:web, ...
+APP_GROUP = "app"
+APP_PROCESSES = ("web", "worker", "backup", "beat")
 
 
 def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: Path) -> dict[str, Program]:
@@ -437,22 +441,22 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
             [entrypoint, "web"], priority=30, stop_signal="TERM", stop_wait_seconds=30, start_seconds=10
         ),
         "worker": Program(
-            [entrypoint, "worker"], priority=40, stop_signal="TERM", stop_wait_seconds=60, start_seconds=10
+            [entrypoint, "worker"], priority=30, stop_signal="TERM", stop_wait_seconds=60, start_seconds=10
         ),
         "backup": Program(
             [entrypoint, "backup-worker"],
-            priority=40,
+            priority=30,
             stop_signal="TERM",
             stop_wait_seconds=60,
             start_seconds=10,
         ),
         "beat": Program(
-            [entrypoint, "beat"], priority=50, stop_signal="TERM", stop_wait_seconds=10, start_seconds=10
+            [entrypoint, "beat"], priority=30, stop_signal="TERM", stop_wait_seconds=10, start_seconds=10
         ),
         # SIGQUIT: nginx's graceful shutdown (the nginx image's STOPSIGNAL).
         "nginx": Program(
             [*nginx, "-g", "daemon off;"],
-            priority=60,
+            priority=40,
             stop_signal="QUIT",
             stop_wait_seconds=10,
             start_seconds=2,
@@ -524,6 +528,8 @@ def supervisord_config(
                 "stdout_logfile_backups": 5,
             },
         )
+    app = [name for name in APP_PROCESSES if name in stack]
+    text += ini_section(f"group:{APP_GROUP}", {"programs": ",".join(app), "priority": stack[app[0]].priority})
     return text
 
 
@@ -554,8 +560,9 @@ def start(config: RunnerConfig, supervisor_config: Path) -> None:
     supervisord = supervisor_program("supervisord")
     print(
         f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n"
-        f"Logs: {config.data / 'logs'}/<process>.log; one process: "
-        "`python -m ops.runner ctl status|stop|start|restart NAME`\n",
+        f"Logs: {config.data / 'logs'}/<process>.log. One process: `python -m ops.runner ctl "
+        "status|stop|start|restart NAME` (postgres, redis, nginx, app:web, app:worker, app:backup,"
+        " app:beat; app:* for all four)\n",
         flush=True,
     )
     # The processes get their environment (secrets included) from supervisord's own.

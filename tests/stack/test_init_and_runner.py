@@ -136,13 +136,15 @@ def test_supervisord_runs_every_process_and_restarts_one_that_dies(tmp_path):
 
 
 def test_stack_stops_nginx_and_the_app_first_and_each_process_the_clean_way(tmp_path):
-    processes = supervised(supervisord_reads(stack_configuration(tmp_path), tmp_path))
-    priority = {name: process.priority for name, process in processes.items()}
-    app = ("web", "worker", "backup", "beat")
+    section = supervisord_reads(stack_configuration(tmp_path), tmp_path)
+    processes = supervised(section)
+    groups = {group.name: group for group in section.process_group_configs}
 
-    # supervisord stops the highest priority first: nginx, the app, then Redis, PostgreSQL last.
-    assert priority["postgres"] < priority["redis"] < min(priority[name] for name in app)
-    assert max(priority[name] for name in app) < priority["nginx"]
+    # supervisord stops one group after the other, the highest priority first: nginx, then the
+    # app's processes together, then Redis, and PostgreSQL last.
+    order = sorted(groups, key=lambda name: groups[name].priority, reverse=True)
+    assert order == ["nginx", "app", "redis", "postgres"]
+    assert {process.name for process in groups["app"].process_configs} == {"web", "worker", "backup", "beat"}
     # PostgreSQL: fast shutdown (sessions ended, a shutdown checkpoint), 60 s like compose's.
     assert processes["postgres"].stopsignal == signal.SIGINT
     assert processes["postgres"].stopwaitsecs >= 60
