@@ -1,6 +1,6 @@
 #!/bin/sh
 # One entry point for every process of the shop: the image's ENTRYPOINT and the commands of
-# the Docker-less runner's Procfile, so both start the same things the same way.
+# the Docker-less runner's supervisord, so both start the same things the same way.
 #   migrate        apply migrations, then refresh the collected static files (one-shot)
 #   web            gunicorn (ops/gunicorn.conf.py)
 #   dev            runserver with auto-reload (docker-compose.override.yml)

@@ -4,8 +4,11 @@ Starts, under DATA_PATH, the same topology as docker-compose.yml: a PostgreSQL o
 (initialised on first start with database/postgresql.conf and database/init), Redis with AOF,
 gunicorn, the Celery worker, the backup worker, beat, and nginx rendered from nginx/conf.d,
 all on 127.0.0.1 ports away from the machine's 5432/6379. Before starting, it migrates the
-database and collects the static files (what the compose `migrate` service does). honcho
-runs the processes from a generated Procfile: Ctrl-C stops them all.
+database and collects the static files (what the compose `migrate` service does).
+supervisord runs the processes from a generated configuration (DATA_PATH/run/supervisord.conf):
+it restarts one that dies (with backoff, and gives up on one that keeps failing to start),
+stops them in order on Ctrl-C, and `python -m ops.runner ctl ...` (supervisorctl) stops,
+starts or shows one.
 
 As root (as on the CI machines), PostgreSQL runs as the `postgres` user, because it refuses
 to run as root, and nginx's workers run as an unprivileged user that must be able to reach
@@ -22,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +123,7 @@ class RunnerConfig:
 
     @property
     def run_dir(self) -> Path:
-        """Generated files: Procfile, nginx configuration, pid and temporary files."""
+        """Generated files: supervisord's and nginx's configuration, sockets, pid and temporary files."""
         return self.data / "run"
 
     @property
@@ -231,7 +235,7 @@ def find_programs() -> Programs:
 
 def as_postgres_user(programs: Programs, command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root. setpriv (unlike runuser) execs the command itself,
-    so a signal from honcho reaches the server directly and it can shut down cleanly."""
+    so a signal from supervisord reaches the server directly and it can shut down cleanly."""
     if not running_as_root():
         return command
     return [programs.setpriv, "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *command]
@@ -386,52 +390,198 @@ def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
     return main
 
 
-def procfile_text(config: RunnerConfig, programs: Programs, nginx_main: Path) -> str:
-    postgres = as_postgres_user(
-        programs,
-        [str(programs.postgres_bin / "postgres"), "-D", str(config.postgres_dir), *postgres_options(config)],
-    )
+@dataclass(frozen=True)
+class Program:
+    """One process of the stack and how supervisord starts, restarts and stops it."""
+
+    command: list[str]
+    priority: int  # supervisord starts the lowest first and stops it last
+    stop_signal: str
+    stop_wait_seconds: int  # then SIGKILL to the process group
+    start_seconds: int  # running this long counts as started; an earlier exit is a failed start
+
+
+# A failed start is tried again after 1, 2, ... START_RETRIES seconds (supervisord's backoff),
+# then the process is given up on (FATAL) and the others keep running.
+START_RETRIES = 5
+# supervisord stops one group after the other; the app's processes form one group, so they stop
+# together (after nginx, before Redis and PostgreSQL). supervisorctl calls them app:web, ...
+APP_GROUP = "app"
+APP_PROCESSES = ("web", "worker", "backup", "beat")
+
+
+def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: Path) -> dict[str, Program]:
+    """The processes of docker-compose.yml, stopped the way their images stop them: nginx and
+    the app first, PostgreSQL and Redis last; the keys are PROCESS_NAMES."""
+    postgres = [str(programs.postgres_bin / "postgres"), "-D", str(config.postgres_dir)]
+    postgres += postgres_options(config)
     redis = [programs.redis_server, str(REDIS_CONF), "--port", str(config.redis_port), "--bind", "127.0.0.1"]
     redis += ["--dir", str(config.data / "redis")]
+    # The password comes from the environment, so it is not written into the generated file.
+    redis_in_shell = ["/bin/sh", "-c", "exec " + shlex.join(redis) + ' --requirepass "$REDIS_PASSWORD"']
     nginx = [programs.nginx, *nginx_config.nginx_arguments(config.run_dir / "nginx", nginx_main)]
-    nginx += ["-g", "daemon off;"]
-    entrypoint = shlex.quote(str(ENTRYPOINT))
-    processes = {  # the keys are PROCESS_NAMES
-        "postgres": shlex.join(postgres),
-        # The password comes from the environment, so it is not written into this file.
-        "redis": shlex.join(redis) + ' --requirepass "$REDIS_PASSWORD"',
-        "web": f"{entrypoint} web",
-        "worker": f"{entrypoint} worker",
-        "backup": f"{entrypoint} backup-worker",
-        "beat": f"{entrypoint} beat",
-        "nginx": shlex.join(nginx),
+    entrypoint = str(ENTRYPOINT)
+    return {
+        # SIGINT is a fast shutdown (what the postgres image's STOPSIGNAL does): open sessions
+        # are ended, then a shutdown checkpoint; compose's stop_grace_period is 60 s.
+        "postgres": Program(
+            as_postgres_user(programs, postgres),
+            priority=10,
+            stop_signal="INT",
+            stop_wait_seconds=60,
+            start_seconds=5,
+        ),
+        # SIGTERM: Redis writes the AOF and exits.
+        "redis": Program(
+            redis_in_shell, priority=20, stop_signal="TERM", stop_wait_seconds=30, start_seconds=2
+        ),
+        # SIGTERM: gunicorn lets requests finish for graceful_timeout (20 s, ops/gunicorn.conf.py);
+        # Celery finishes its running tasks (warm shutdown; acks_late re-queues one killed after).
+        "web": Program(
+            [entrypoint, "web"], priority=30, stop_signal="TERM", stop_wait_seconds=30, start_seconds=10
+        ),
+        "worker": Program(
+            [entrypoint, "worker"], priority=30, stop_signal="TERM", stop_wait_seconds=60, start_seconds=10
+        ),
+        "backup": Program(
+            [entrypoint, "backup-worker"],
+            priority=30,
+            stop_signal="TERM",
+            stop_wait_seconds=60,
+            start_seconds=10,
+        ),
+        "beat": Program(
+            [entrypoint, "beat"], priority=30, stop_signal="TERM", stop_wait_seconds=10, start_seconds=10
+        ),
+        # SIGQUIT: nginx's graceful shutdown (the nginx image's STOPSIGNAL).
+        "nginx": Program(
+            [*nginx, "-g", "daemon off;"],
+            priority=40,
+            stop_signal="QUIT",
+            stop_wait_seconds=10,
+            start_seconds=2,
+        ),
     }
-    header = "# Generated by ops/runner.py (the Docker-less stack); regenerated at every start.\n"
-    return header + "".join(f"{name}: exec {command}\n" for name, command in processes.items())
 
 
-def prepare(config: RunnerConfig) -> Path:
-    """Everything before the processes start; returns the Procfile to run."""
+def ini_section(name: str, values: dict[str, object]) -> str:
+    """One section of supervisord's configuration."""
+    for value in map(str, values.values()):
+        # supervisord expands %(...)s in its values, some twice: no escaping survives that.
+        if "%" in value:
+            raise RunnerError(
+                f"supervisord cannot take a path with '%' ({value}): move DATA_PATH or the checkout."
+            )
+    return "".join([f"[{name}]\n", *(f"{key}={value}\n" for key, value in values.items()), "\n"])
+
+
+def supervisor_socket(config: RunnerConfig) -> Path:
+    socket = config.run_dir / "supervisor.sock"
+    if len(str(socket)) > 100:  # the limit of a unix socket's path is 107 bytes
+        raise RunnerError(
+            f"DATA_PATH is too long for supervisorctl's socket ({socket}): choose a shorter one."
+        )
+    return socket
+
+
+def supervisor_config_path(config: RunnerConfig) -> Path:
+    return config.run_dir / "supervisord.conf"
+
+
+def supervisord_config(
+    config: RunnerConfig, stack: dict[str, Program], autostart: Collection[str] = PROCESS_NAMES
+) -> str:
+    """supervisord's configuration: every process of `stack`, started if in `autostart`,
+    restarted when it exits; logs in DATA_PATH/logs; supervisorctl through a unix socket."""
+    logs = config.data / "logs"
+    socket = supervisor_socket(config)
+    # Run in the foreground, so Ctrl-C or SIGTERM to `make run` stops it and everything.
+    daemon: dict[str, object] = {"nodaemon": "true", "logfile": logs / "supervisord.log"}
+    daemon |= {"pidfile": config.run_dir / "supervisord.pid", "childlogdir": logs}
+    if running_as_root():
+        daemon["user"] = "root"  # said explicitly, or supervisord warns that it kept root
+    text = "; Generated by ops/runner.py (the Docker-less stack); regenerated at every start.\n\n"
+    text += ini_section("supervisord", daemon)
+    text += ini_section("unix_http_server", {"file": socket, "chmod": "0700"})
+    text += ini_section(
+        "rpcinterface:supervisor",
+        {"supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"},
+    )
+    text += ini_section("supervisorctl", {"serverurl": f"unix://{socket}"})
+    for name, program in stack.items():
+        text += ini_section(
+            f"program:{name}",
+            {
+                "command": shlex.join(program.command),
+                "directory": PROJECT_ROOT,
+                "priority": program.priority,
+                "autostart": str(name in autostart).lower(),
+                "autorestart": "true",  # like compose's `restart: unless-stopped`
+                "startsecs": program.start_seconds,
+                "startretries": START_RETRIES,
+                "stopsignal": program.stop_signal,
+                "stopwaitsecs": program.stop_wait_seconds,
+                "killasgroup": "true",  # a SIGKILL also reaches gunicorn's and Celery's children
+                "redirect_stderr": "true",
+                "stdout_logfile": logs / f"{name}.log",
+                "stdout_logfile_maxbytes": "10MB",
+                "stdout_logfile_backups": 5,
+            },
+        )
+    app = [name for name in APP_PROCESSES if name in stack]
+    text += ini_section(f"group:{APP_GROUP}", {"programs": ",".join(app), "priority": stack[app[0]].priority})
+    return text
+
+
+def prepare(config: RunnerConfig, autostart: Collection[str] = PROCESS_NAMES) -> Path:
+    """Everything before the processes start; returns supervisord's configuration file."""
     programs = find_programs()
     prepare_directories(config)
     if initialize_postgres(config, programs):
         print(f"Initialised a PostgreSQL cluster in {config.postgres_dir}", flush=True)
     release(config, programs)
     nginx_main = write_nginx_config(config, programs)
-    procfile = config.run_dir / "Procfile"
-    procfile.write_text(procfile_text(config, programs, nginx_main))
-    return procfile
+    stack = programs_of_the_stack(config, programs, nginx_main)
+    path = supervisor_config_path(config)
+    path.write_text(supervisord_config(config, stack, autostart))
+    return path
 
 
-def start(config: RunnerConfig, procfile: Path, processes: list[str]) -> None:
-    """Replace this process with honcho, so Ctrl-C (or SIGTERM) goes straight to it."""
-    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
-    if not honcho:
-        raise RunnerError("honcho is not installed: run `make venv` (it is in requirements-dev.txt).")
-    print(f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n", flush=True)
-    # The environment goes in through the process itself; no env file (it would hold secrets).
-    arguments = [honcho, "start", "-f", str(procfile), "-d", str(PROJECT_ROOT), "-e", os.devnull, *processes]
-    os.execve(honcho, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
+def supervisor_program(name: str) -> str:
+    """supervisord or supervisorctl from this virtualenv (make venv), else from PATH."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not found:
+        raise RunnerError(f"{name} is not installed: run `make venv` (it comes with requirements-dev.txt).")
+    return found
+
+
+def start(config: RunnerConfig, supervisor_config: Path) -> None:
+    """Replace this process with supervisord, so Ctrl-C (or SIGTERM) goes straight to it."""
+    supervisord = supervisor_program("supervisord")
+    print(
+        f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n"
+        f"Logs: {config.data / 'logs'}/<process>.log. One process: `python -m ops.runner ctl "
+        "status|stop|start|restart NAME` (postgres, redis, nginx, app:web, app:worker, app:backup,"
+        " app:beat; app:* for all four)\n",
+        flush=True,
+    )
+    # The processes get their environment (secrets included) from supervisord's own.
+    arguments = [supervisord, "--configuration", str(supervisor_config)]
+    os.execve(supervisord, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
+
+
+def ctl(arguments: list[str]) -> int:
+    """`python -m ops.runner ctl status` (or stop/start/restart/tail NAME): supervisorctl
+    against the running stack."""
+    try:
+        config = RunnerConfig.from_environment()
+        supervisorctl = supervisor_program("supervisorctl")
+    except RunnerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    command = [supervisorctl, "--configuration", str(supervisor_config_path(config)), *arguments]
+    os.execv(supervisorctl, command)  # noqa: S606 (fixed program)
+    return 0  # not reached
 
 
 def manage(arguments: list[str]) -> int:
@@ -451,9 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
+    if argv[:1] == ["ctl"]:
+        return ctl(argv[1:])
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="`manage CMD [ARGS]`: a manage.py command against the stack, e.g. `manage createsuperuser`.",
+        epilog="`manage CMD [ARGS]`: a manage.py command against the stack, e.g. `manage createsuperuser`; "
+        "`ctl [ARGS]`: supervisorctl against the running stack, e.g. `ctl status`, `ctl stop web`.",
     )
     parser.add_argument(
         "command",
@@ -474,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown process {', '.join(sorted(unknown))}; choose from {', '.join(PROCESS_NAMES)}")
     try:
         config = RunnerConfig.from_environment()
-        procfile = prepare(config)
+        supervisor_config = prepare(config, autostart=args.processes or PROCESS_NAMES)
     except (RunnerError, nginx_config.NginxConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -483,10 +636,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {command} failed (exit status {error.returncode})", file=sys.stderr)
         return 1
     if args.command == "prepare":
-        print(f"Prepared {config.data} (Procfile: {procfile})")
+        print(f"Prepared {config.data} (supervisord configuration: {supervisor_config})")
         return 0
     try:
-        start(config, procfile, args.processes)
+        start(config, supervisor_config)
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

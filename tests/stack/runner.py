@@ -17,7 +17,7 @@ import requests
 from ops.runner import PROJECT_ROOT, RunnerConfig
 
 FOR_THE_CALLER_ONLY = ("REDIS_DB_", "REDIS_URL", "DATABASE_URL", "CELERY_")
-STARTED = re.compile(r"\| (\S+) started \(pid=(\d+)\)")
+STATUS_LINE = re.compile(r"^(\S+)\s+([A-Z]+)\s*(?:pid (\d+))?", flags=re.MULTILINE)
 
 
 def free_ports(count: int) -> list[int]:
@@ -66,7 +66,7 @@ def stack_environment(root: Path) -> dict[str, str]:
 
 
 class StackRunner:
-    """One `python -m ops.runner` process (honcho after the bootstrap) and what it started."""
+    """One `python -m ops.runner` process (supervisord after the bootstrap) and what it started."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env = env
@@ -78,35 +78,47 @@ class StackRunner:
     def url(self) -> str:
         return self.config.url.rstrip("/")
 
-    def start(self, timeout: float = 120) -> float:
-        """Start and wait until /readyz answers 200 through nginx; return the seconds it took."""
+    def start(self, *processes: str, timeout: float = 120) -> float:
+        """Start and wait until /readyz answers 200 through nginx; return the seconds it took.
+        With `processes`, start only those and wait until they run."""
         began = time.monotonic()
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ops.runner"],
+                [sys.executable, "-m", "ops.runner", "run", *processes],
                 cwd=PROJECT_ROOT,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = began + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the runner exited with {self.process.returncode}:\n{self.log_tail()}")
-            if self._ready():
-                return time.monotonic() - began
-            time.sleep(0.3)
-        raise AssertionError(f"the stack was not ready after {timeout} s:\n{self.log_tail()}")
+        if processes:
+            self.wait_until(lambda: all(self.states().get(name) == "RUNNING" for name in processes), timeout)
+        else:
+            self.wait_until_ready(timeout)
+        return time.monotonic() - began
 
-    def _ready(self) -> bool:
+    def wait_until_ready(self, timeout: float = 120) -> float:
+        """Wait until /readyz answers 200 through nginx; return the seconds it took."""
+        return self.wait_until(self.ready, timeout)
+
+    def wait_until(self, condition, timeout: float) -> float:
+        began = time.monotonic()
+        while time.monotonic() < began + timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"the runner exited with {self.process.returncode}:\n{self.log_tail()}")
+            if condition():
+                return time.monotonic() - began
+            time.sleep(0.2)
+        raise AssertionError(f"not done after {timeout} s: {condition}\n{self.log_tail()}")
+
+    def ready(self) -> bool:
         try:
             return requests.get(f"{self.url}/readyz", timeout=2).status_code == 200
         except requests.RequestException:  # not listening yet, or gunicorn still booting
             return False
 
-    def stop(self, timeout: float = 30) -> int:
-        """Ctrl-C, as a user would; return honcho's exit status."""
+    def stop(self, timeout: float = 180) -> int:
+        """Ctrl-C, as a user would; return supervisord's exit status."""
         assert self.process is not None
         self.process.send_signal(signal.SIGINT)
         try:
@@ -114,40 +126,100 @@ class StackRunner:
         finally:
             self.process = None
 
-    def started_process_groups(self) -> list[int]:
-        """honcho starts every process in a group of its own and logs its pid."""
-        return [int(pid) for _, pid in STARTED.findall(self.log_path.read_text())]
+    def ctl(self, *args: str) -> str:
+        """supervisorctl against the running stack, the way the README says: `ops.runner ctl`."""
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.runner", "ctl", *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,  # `status` exits 3 when a process is not running
+        )
+        return result.stdout + result.stderr
 
-    def leftover_process_groups(self) -> list[int]:
-        alive = []
-        for group in self.started_process_groups():
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                continue
-            alive.append(group)
-        return alive
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        """Each process's state (RUNNING, BACKOFF, FATAL, ...) and pid, from supervisorctl."""
+        return {
+            name: (state, int(pid) if pid else None)
+            for name, state, pid in STATUS_LINE.findall(self.ctl("status"))
+        }
+
+    def states(self) -> dict[str, str]:
+        return {name: state for name, (state, _) in self.status().items()}
+
+    def pids(self) -> dict[str, int]:
+        return {name: pid for name, (_, pid) in self.status().items() if pid}
+
+    def wait_until_settled(self, timeout: float = 120) -> None:
+        """Every process RUNNING (past its startsecs) and /readyz 200."""
+        self.wait_until(lambda: set(self.states().values()) == {"RUNNING"} and self.ready(), timeout)
+
+    def supervisord_log(self) -> str:
+        path = self.config.data / "logs" / "supervisord.log"
+        return path.read_text() if path.exists() else ""
+
+    def program_log(self, name: str) -> str:
+        """What one process wrote (stdout and stderr): DATA_PATH/logs/NAME.log."""
+        path = self.config.data / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def started_here(self, pid: int) -> bool:
+        """This stack's processes inherit DATA_PATH, unique per test. Those that overwrite their
+        environment with a process title work under DATA_PATH (PostgreSQL, Redis) or name it in
+        their command line (nginx's master)."""
+        data = str(self.config.data)
+        environment = b"\0" + read_bytes(Path(f"/proc/{pid}/environ"))
+        return (
+            f"\0DATA_PATH={data}\0".encode() in environment
+            or data.encode() in read_bytes(Path(f"/proc/{pid}/cmdline"))
+            or working_directory(pid).is_relative_to(data)
+        )
+
+    def stack_processes(self) -> list[int]:
+        """Every live process this stack started, grandchildren included (gunicorn's workers,
+        PostgreSQL's backends): those started here and the process groups they lead (supervisord
+        gives each program one; the test's own group is not led by one of them)."""
+        groups = {}
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                with contextlib.suppress(ProcessLookupError):
+                    groups[int(proc.name)] = os.getpgid(int(proc.name))
+        ours = {pid for pid in groups if self.started_here(pid)}
+        return sorted(pid for pid, group in groups.items() if pid in ours or group in ours)
+
+    def leftover_processes(self) -> list[int]:
+        return [pid for pid in self.stack_processes() if not is_zombie(pid)]
 
     def kill_everything(self) -> None:
         """Teardown, also after a failure: nothing may outlive the test."""
         if self.process is not None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(15)
+                self.process.wait(90)
             except subprocess.TimeoutExpired:
-                with_suppressed_lookup(os.killpg, self.process.pid, signal.SIGKILL)
+                with_suppressed_lookup(os.kill, self.process.pid, signal.SIGKILL)
                 self.process.wait()
             self.process = None
-        for group in self.leftover_process_groups():
-            with_suppressed_lookup(os.killpg, group, signal.SIGKILL)
-        # A server the runner started with pg_ctl while bootstrapping runs in a session of its own.
+        # PostgreSQL first with an immediate shutdown, which also releases its shared memory.
         for pid_file in self.config.data.glob("postgres*/postmaster.pid"):
             pid = int(pid_file.read_text().split()[0])
-            if str(self.config.data).encode() in proc_cmdline(pid):  # not a recycled pid
-                with_suppressed_lookup(os.kill, pid, signal.SIGQUIT)  # immediate shutdown
+            if pid in self.stack_processes():  # not a recycled pid
+                with_suppressed_lookup(os.kill, pid, signal.SIGQUIT)
+                with contextlib.suppress(AssertionError):
+                    self.wait_until(lambda pid=pid: pid not in self.leftover_processes(), 10)
+        for pid in self.stack_processes():
+            with_suppressed_lookup(os.kill, pid, signal.SIGKILL)
 
     def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        """The runner's output (supervisord's log included) and the end of each process's log."""
+        parts = ["\n".join(self.log_path.read_text().splitlines()[-lines:])]
+        for log in sorted((self.config.data / "logs").glob("*.log")):
+            if log.name != "supervisord.log":
+                parts.append(
+                    f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                )
+        return "\n".join(parts)
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
         """`manage.py` against the running stack, the way the README says: `ops.runner manage`."""
@@ -163,11 +235,24 @@ class StackRunner:
         return result.stdout
 
 
-def proc_cmdline(pid: int) -> bytes:
+def read_bytes(path: Path) -> bytes:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return path.read_bytes()
+    except OSError:  # gone meanwhile
         return b""
+
+
+def working_directory(pid: int) -> Path:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:  # gone meanwhile
+        return Path("/nonexistent")
+
+
+def is_zombie(pid: int) -> bool:
+    """Exited but not yet reaped by its parent: nothing left to stop."""
+    stat = read_bytes(Path(f"/proc/{pid}/stat"))
+    return stat.rsplit(b")", 1)[-1].split()[:1] == [b"Z"]
 
 
 def with_suppressed_lookup(function, *args) -> None:

@@ -2,12 +2,17 @@
 
 import os
 import re
+import runpy
 import shutil
+import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
+from supervisor.datatypes import RestartUnconditionally
+from supervisor.options import ServerOptions
 
 from ops import healthcheck, init_stack, runner
 from tests.stack.compose import PROJECT_ROOT
@@ -67,17 +72,106 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
     assert "brew install" in message
 
 
-def test_procfile_runs_every_process_of_the_stack(tmp_path):
-    config = runner.RunnerConfig.from_environment(
-        {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(tmp_path), "POSTGRES_PASSWORD": "p",
-         "REDIS_PASSWORD": "r", "DJANGO_SECRET_KEY": "k" * 40}
+def runner_config(data: Path) -> runner.RunnerConfig:
+    return runner.RunnerConfig.from_environment(
+        {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(data), "POSTGRES_PASSWORD": "p",
+         "REDIS_PASSWORD": "redis-password", "DJANGO_SECRET_KEY": "k" * 40}
     )  # fmt: skip
-    programs = runner.find_programs()
-    text = runner.procfile_text(config, programs, tmp_path / "nginx.conf")
 
-    names = [line.split(":", 1)[0] for line in text.splitlines() if not line.startswith("#")]
-    assert tuple(names) == runner.PROCESS_NAMES
-    assert "r" not in re.findall(r"--requirepass (\S+)", text)  # the password stays out of the file
+
+# Where the programs are does not matter to the configuration: these tests need none installed.
+SOME_PROGRAMS = runner.Programs(
+    postgres_bin=Path("/usr/lib/postgresql/15/bin"),
+    psql="psql",
+    redis_server="/usr/bin/redis-server",
+    nginx="/usr/sbin/nginx",
+    setpriv=None,
+)
+
+
+def supervisord_reads(text: str, directory: Path):
+    """The configuration as supervisord itself reads it (its own parser, its own checks)."""
+    path = directory / "supervisord.conf"
+    path.write_text(text)
+    return ServerOptions().read_config(str(path))
+
+
+def supervised(section) -> dict:
+    return {
+        process.name: process for group in section.process_group_configs for process in group.process_configs
+    }
+
+
+def stack_configuration(data: Path, **options) -> str:
+    for directory in ("logs", "run"):  # supervisord checks that they exist
+        (data / directory).mkdir(parents=True, exist_ok=True)
+    config = runner_config(data)
+    stack = runner.programs_of_the_stack(config, SOME_PROGRAMS, data / "run" / "nginx" / "nginx.conf")
+    return runner.supervisord_config(config, stack, **options)
+
+
+def test_supervisord_runs_every_process_and_restarts_one_that_dies(tmp_path):
+    text = stack_configuration(tmp_path)
+    section = supervisord_reads(text, tmp_path)
+    processes = supervised(section)
+
+    assert set(processes) == set(runner.PROCESS_NAMES)
+    for name, process in processes.items():
+        assert process.autostart
+        assert process.autorestart is RestartUnconditionally  # compose's `restart: unless-stopped`
+        # A failed start is retried with a growing delay, then given up on (FATAL).
+        assert 3 <= process.startretries == runner.START_RETRIES
+        assert process.startsecs >= 2
+        assert process.stdout_logfile == str(tmp_path / "logs" / f"{name}.log")
+        assert process.redirect_stderr
+        assert process.killasgroup  # a SIGKILL also reaches gunicorn's and Celery's children
+    assert section.nodaemon  # in the foreground: Ctrl-C reaches it
+    assert section.logfile == str(tmp_path / "logs" / "supervisord.log")
+    # supervisorctl through a unix socket only its owner can use.
+    [server] = section.server_configs
+    assert server["file"] == str(tmp_path / "run" / "supervisor.sock")
+    assert server["chmod"] == 0o700
+    assert f"serverurl=unix://{tmp_path}/run/supervisor.sock" in text
+    assert "redis-password" not in text  # the password reaches Redis through the environment
+
+
+def test_stack_stops_nginx_and_the_app_first_and_each_process_the_clean_way(tmp_path):
+    section = supervisord_reads(stack_configuration(tmp_path), tmp_path)
+    processes = supervised(section)
+    groups = {group.name: group for group in section.process_group_configs}
+
+    # supervisord stops one group after the other, the highest priority first: nginx, then the
+    # app's processes together, then Redis, and PostgreSQL last.
+    order = sorted(groups, key=lambda name: groups[name].priority, reverse=True)
+    assert order == ["nginx", "app", "redis", "postgres"]
+    assert {process.name for process in groups["app"].process_configs} == {"web", "worker", "backup", "beat"}
+    # PostgreSQL: fast shutdown (sessions ended, a shutdown checkpoint), 60 s like compose's.
+    assert processes["postgres"].stopsignal == signal.SIGINT
+    assert processes["postgres"].stopwaitsecs >= 60
+    assert processes["redis"].stopsignal == signal.SIGTERM  # writes the AOF and exits
+    # gunicorn finishes its requests for graceful_timeout; Celery its tasks (warm shutdown).
+    gunicorn = runpy.run_path(str(PROJECT_ROOT / "ops" / "gunicorn.conf.py"))
+    assert processes["web"].stopsignal == signal.SIGTERM
+    assert processes["web"].stopwaitsecs > gunicorn["graceful_timeout"]
+    for name in ("worker", "backup"):
+        assert processes[name].stopsignal == signal.SIGTERM
+        assert processes[name].stopwaitsecs >= 30
+    assert processes["nginx"].stopsignal == signal.SIGQUIT  # graceful, like the nginx image
+
+
+def test_maintenance_mode_starts_only_the_chosen_processes(tmp_path):
+    text = stack_configuration(tmp_path, autostart=["postgres"])
+    processes = supervised(supervisord_reads(text, tmp_path))
+
+    assert {name for name, process in processes.items() if process.autostart} == {"postgres"}
+    assert set(processes) == set(runner.PROCESS_NAMES)  # the rest can be started with `ctl start`
+
+
+def test_a_path_supervisord_would_misread_is_refused_with_the_reason(tmp_path):
+    data = tmp_path / "100% shop"  # supervisord expands %(...)s, some values twice
+
+    with pytest.raises(runner.RunnerError, match="supervisord cannot take a path with '%'"):
+        stack_configuration(data)
 
 
 def test_runner_needs_the_secrets(monkeypatch):
@@ -125,9 +219,8 @@ def test_runner_passes_dot_env_settings_on_to_the_shop(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root has to hand PostgreSQL to the postgres user")
-def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly():
-    programs = runner.find_programs()
-    command = runner.as_postgres_user(programs, ["postgres", "-D", "x"])
+def test_as_root_postgres_runs_as_the_postgres_user_and_gets_signals_directly(stack_programs):
+    command = runner.as_postgres_user(stack_programs, ["postgres", "-D", "x"])
     # setpriv execs PostgreSQL (runuser would stay in between and SIGKILL it 2 s after SIGTERM).
     assert command[0].endswith("setpriv")
     assert "--reuid=postgres" in command

@@ -12,8 +12,6 @@ from ops import nginx_config
 from ops.runner import nginx_worker_user
 from tests.stack import compose
 
-NGINX = nginx_config.find_nginx()
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
 MEGABYTE = 1024 * 1024
 
 
@@ -67,18 +65,17 @@ def self_signed_certificate(directory: Path) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-@needs_nginx
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_rendered_configuration_passes_nginx_t(tmp_path, scheme):
+def test_rendered_configuration_passes_nginx_t(tmp_path, scheme, nginx):
     prefix = tmp_path / "nginx"
     site = local_site(tmp_path, scheme)
     if scheme == "https":
         self_signed_certificate(site.ssl_dir)
     main = nginx_config.write_config(
-        site, prefix, NGINX, nginx_worker_user(), tmp_path / "logs" / "error.log"
+        site, prefix, nginx, nginx_worker_user(), tmp_path / "logs" / "error.log"
     )
 
-    result = nginx_config.check_config(NGINX, prefix, main)
+    result = nginx_config.check_config(nginx, prefix, main)
 
     assert "test is successful" in result.stderr
 
