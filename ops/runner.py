@@ -21,12 +21,13 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
 from collections.abc import Collection
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -555,8 +556,13 @@ def supervisor_program(name: str) -> str:
     return found
 
 
-def start(config: RunnerConfig, supervisor_config: Path) -> None:
-    """Replace this process with supervisord, so Ctrl-C (or SIGTERM) goes straight to it."""
+def start(config: RunnerConfig, supervisor_config: Path) -> int:
+    """Run supervisord until it has stopped everything; return its exit status.
+
+    It runs in a session of its own, so a terminal's signals reach only this process, which
+    asks supervisord to stop (SIGTERM) for Ctrl-C, a kill and a closed terminal alike:
+    supervisord itself would take the terminal's SIGHUP for "reload" and keep running.
+    """
     supervisord = supervisor_program("supervisord")
     print(
         f"\nThe shop is starting at {config.url}  (Ctrl-C stops everything)\n"
@@ -566,8 +572,19 @@ def start(config: RunnerConfig, supervisor_config: Path) -> None:
         flush=True,
     )
     # The processes get their environment (secrets included) from supervisord's own.
-    arguments = [supervisord, "--configuration", str(supervisor_config)]
-    os.execve(supervisord, arguments, config.app_environment())  # noqa: S606 (fixed arguments)
+    process = subprocess.Popen(
+        [supervisord, "--configuration", str(supervisor_config)],
+        env=config.app_environment(),
+        start_new_session=True,
+    )
+
+    def stop_supervisord(signum, frame):
+        with suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop_supervisord)
+    return process.wait()
 
 
 def ctl(arguments: list[str]) -> int:
@@ -639,11 +656,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Prepared {config.data} (supervisord configuration: {supervisor_config})")
         return 0
     try:
-        start(config, supervisor_config)
+        return start(config, supervisor_config)
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0  # not reached: start() replaces this process
 
 
 if __name__ == "__main__":

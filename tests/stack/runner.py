@@ -117,10 +117,11 @@ class StackRunner:
         except requests.RequestException:  # not listening yet, or gunicorn still booting
             return False
 
-    def stop(self, timeout: float = 180) -> int:
-        """Ctrl-C, as a user would; return supervisord's exit status."""
+    def stop(self, timeout: float = 180, how: signal.Signals = signal.SIGINT) -> int:
+        """Ctrl-C (or another signal, e.g. SIGHUP: the terminal closed), as a user would;
+        return supervisord's exit status."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(how)
         try:
             return self.process.wait(timeout)
         finally:
@@ -187,6 +188,10 @@ class StackRunner:
                     groups[int(proc.name)] = os.getpgid(int(proc.name))
         ours = {pid for pid in groups if self.started_here(pid)}
         return sorted(pid for pid, group in groups.items() if pid in ours or group in ours)
+
+    def supervisord_pid(self) -> int:
+        """supervisord runs in a session of its own, under `python -m ops.runner`."""
+        return int((self.config.run_dir / "supervisord.pid").read_text())
 
     def leftover_processes(self) -> list[int]:
         return [pid for pid in self.stack_processes() if not is_zombie(pid)]

@@ -83,7 +83,7 @@ def occupy_port(port: int, timeout: float = 15) -> socket.socket:
 def test_a_process_that_keeps_failing_is_given_up_on_and_the_others_keep_running(stack):
     stack.wait_until_settled()
     before = stack.pids()
-    supervisord = stack.process.pid
+    supervisord = stack.supervisord_pid()
     log_before = len(stack.supervisord_log())
     # Redis crashes and cannot start again, because something else took its port meanwhile.
     # supervisord is paused while the port changes hands, so it cannot restart Redis first.
@@ -232,3 +232,14 @@ def test_ctrl_c_with_a_backup_running_shuts_postgres_down_cleanly(stack):
 
     TIMINGS["stop with a backup running"] = stop_and_start_again(stack, [holder, backup])
     assert backup.returncode != 0  # the backup was cut short, and says so
+
+
+def test_closing_the_terminal_stops_the_stack_like_ctrl_c(stack):
+    """A closed terminal sends SIGHUP, which supervisord alone would take for "reload" and keep
+    every process running with nobody to stop them."""
+    stack.wait_until_ready()
+    exit_status = stack.stop(how=signal.SIGHUP)
+    assert exit_status == 0
+    assert cluster_state(stack) == "shut down"
+    assert stack.leftover_processes() == []
+    stack.start()
