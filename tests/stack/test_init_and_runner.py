@@ -70,7 +70,8 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
 def test_procfile_runs_every_process_of_the_stack(tmp_path):
     config = runner.RunnerConfig.from_environment(
         {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(tmp_path), "POSTGRES_PASSWORD": "p",
-         "REDIS_PASSWORD": "r", "DJANGO_SECRET_KEY": "k" * 40}
+         "REDIS_PASSWORD": "r", "DJANGO_SECRET_KEY": "k" * 40, "APP_DB_PASSWORD": "a",
+         "BACKUP_DB_PASSWORD": "b"}
     )  # fmt: skip
     programs = runner.find_programs()
     text = runner.procfile_text(config, programs, tmp_path / "nginx.conf")
@@ -78,11 +79,17 @@ def test_procfile_runs_every_process_of_the_stack(tmp_path):
     names = [line.split(":", 1)[0] for line in text.splitlines() if not line.startswith("#")]
     assert tuple(names) == runner.PROCESS_NAMES
     assert "r" not in re.findall(r"--requirepass (\S+)", text)  # the password stays out of the file
+    # Only the backup worker gets the backup role, and its password stays out of the file too.
+    backup_lines = [line for line in text.splitlines() if "BACKUP_DATABASE_URL" in line]
+    assert [line.split(":", 1)[0] for line in backup_lines] == ["backup"]
+    assert 'BACKUP_DATABASE_URL="$RUNNER_BACKUP_DATABASE_URL"' in backup_lines[0]
 
 
 def test_runner_needs_the_secrets(monkeypatch):
     env = {"DJANGO_READ_DOT_ENV": "false", "POSTGRES_PASSWORD": "x"}
-    expected = "REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
+    expected = (
+        "APP_DB_PASSWORD, BACKUP_DB_PASSWORD, REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
+    )
     with pytest.raises(runner.RunnerError, match=re.escape(expected)):
         runner.RunnerConfig.from_environment(env)
 
@@ -92,6 +99,9 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
         "DJANGO_READ_DOT_ENV": "false",
         "DATA_PATH": str(tmp_path),
         "POSTGRES_PASSWORD": "pg secret/with:odd@chars",
+        "APP_DB_PASSWORD": "app secret/with:odd@chars",
+        "BACKUP_DB_PASSWORD": "backup-secret",
+        "BACKUP_DATABASE_URL": "postgres://from-the-caller/db",
         "REDIS_PASSWORD": "redis-secret",
         "DJANGO_SECRET_KEY": "k" * 50,
         "CELERY_BROKER_URL": "redis://elsewhere:6379/0",
@@ -102,7 +112,13 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
     assert {config.http_port, config.app_port, config.postgres_port, config.redis_port}.isdisjoint(
         {5432, 6379}
     )
-    assert app["DATABASE_URL"] == "postgres://shop:pg%20secret%2Fwith%3Aodd%40chars@127.0.0.1:18432/shop"
+    # The shop connects as the app role, never as the superuser POSTGRES_USER; the backup role
+    # only in the backup worker's and `manage`'s environment.
+    assert app["DATABASE_URL"] == "postgres://shop_app:app%20secret%2Fwith%3Aodd%40chars@127.0.0.1:18432/shop"
+    assert "BACKUP_DATABASE_URL" not in app
+    backup = config.backup_environment()
+    assert backup["DATABASE_URL"] == app["DATABASE_URL"]
+    assert backup["BACKUP_DATABASE_URL"] == "postgres://shop_backup:backup-secret@127.0.0.1:18432/shop"
     assert app["REDIS_URL"] == "redis://:redis-secret@127.0.0.1:18379"
     assert "CELERY_BROKER_URL" not in app
     assert app["DJANGO_DEBUG"] == "false"
@@ -114,6 +130,7 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
 def test_runner_passes_dot_env_settings_on_to_the_shop(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text(
         "POSTGRES_PASSWORD=a\nREDIS_PASSWORD=b\nDJANGO_SECRET_KEY=" + "k" * 40 + "\n"
+        "APP_DB_PASSWORD=c\nBACKUP_DB_PASSWORD=d\n"
         "SHOP_NAME=From Dot Env\nDATABASE_URL=postgres://elsewhere/db\n"
     )
     monkeypatch.setattr(runner, "PROJECT_ROOT", tmp_path)
