@@ -37,7 +37,9 @@ shop_database_roles() {
         return 1
     fi
     echo "02-roles.sh: app role $app_user, backup role $backup_user, owner of database $database"
-    "${PSQL:-psql}" -v ON_ERROR_STOP=1 --no-psqlrc -q --username "$superuser" --dbname "$database" \
+    # By hand in the container, where local connections may also want the password.
+    PGPASSWORD="${PGPASSWORD:-${POSTGRES_PASSWORD:-}}" \
+        "${PSQL:-psql}" -v ON_ERROR_STOP=1 --no-psqlrc -q --username "$superuser" --dbname "$database" \
         -v app_user="$app_user" -v backup_user="$backup_user" -v db="$database" <<'SQL'
 \getenv app_password APP_DB_PASSWORD
 \getenv backup_password BACKUP_DB_PASSWORD

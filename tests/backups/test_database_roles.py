@@ -323,3 +323,29 @@ def test_the_app_role_alone_cannot_restore(cluster):
     assert "permission denied to create database" in restore.stderr
     with cluster.superuser_connection() as conn:
         assert database_owner(conn, cluster.db) == cluster.app
+
+
+def test_the_backup_role_ends_the_apps_sessions_and_names_those_it_may_not_end(cluster):
+    """The swap's rename as the backup role: the app's sessions are ended; a superuser's session
+    (an administrator's psql) cannot be, so the rename gives up and says whose it is."""
+    from shop.backups import database
+    from shop.backups.errors import BackupError
+
+    busy = f"{cluster.db}_busy"
+    with cluster.superuser_connection() as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(busy), sql.Identifier(cluster.app))
+        )
+    with connect(cluster.backup, "postgres") as backup:
+        app_session = connect(cluster.app, busy)
+        database._rename(backup, busy, f"{busy}_renamed", timeout=5)
+        with pytest.raises(psycopg.OperationalError):
+            app_session.execute("SELECT 1")
+
+        admin_session = connect(superuser(), f"{busy}_renamed")
+        with pytest.raises(
+            BackupError, match=f"still in use by sessions the backup role may not end: user {superuser()}"
+        ):
+            database._rename(backup, f"{busy}_renamed", busy, timeout=1)
+        admin_session.execute("SELECT 1")  # left alone
+        admin_session.close()
