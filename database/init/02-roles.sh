@@ -70,6 +70,11 @@ GRANT :"app_user" TO :"backup_user";
 -- sequences and functions the migrations made as the superuser are handed over; objects of
 -- extensions stay as they are.
 ALTER DATABASE :"db" OWNER TO :"app_user";
+-- The restore's rollback copies and scratch databases (<db>__pre_restore_*, ...) of an older
+-- installation, so the backup role may rename and drop them as it does its own.
+SELECT format('ALTER DATABASE %I OWNER TO %I', datname, :'app_user') FROM pg_database
+WHERE starts_with(datname, :'db' || '__')
+  AND datdba <> (SELECT oid FROM pg_roles WHERE rolname = :'app_user') \gexec
 SELECT format(
     'ALTER %s %s OWNER TO %I',
     CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'

@@ -239,13 +239,18 @@ def test_the_roles_script_is_idempotent_and_hands_an_existing_database_over(tmp_
     """An installation from before the roles: its tables, sequences and functions were made by
     the superuser. The script, run (twice) by hand, gives them all to the app role."""
     cluster = Cluster(tmp_path)
+    rollback_copy = f"{cluster.db}__pre_restore_20260101T000000Z"  # left by an older restore
     try:
+        with cluster.superuser_connection() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(rollback_copy)))
         cluster.init_database(
             before_roles="CREATE TABLE old_orders (id serial PRIMARY KEY, total numeric);"
             "CREATE SEQUENCE old_number_seq; CREATE VIEW old_totals AS SELECT sum(total) FROM old_orders;"
             "CREATE FUNCTION old_answer() RETURNS int LANGUAGE sql AS 'SELECT 42';"
         )
         cluster.run_roles_script()
+        with cluster.superuser_connection() as conn:
+            assert database_owner(conn, rollback_copy) == cluster.app  # the restore may drop it
         with cluster.superuser_connection(cluster.db) as conn:
             assert database_owner(conn, cluster.db) == cluster.app
             old = ("old_orders", "old_orders_id_seq", "old_orders_pkey", "old_number_seq", "old_totals")
