@@ -198,7 +198,10 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     assert customer.get(f"{base}/orders/{order_number}/").status_code == 404
     assert visitor.get(f"{base}{image_url}").status_code == 404
     with superuser_connection(stack) as conn:  # the running shop's sessions
-        shop_users = conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = 'shop'")
+        shop_users = conn.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = 'shop' AND backend_type = 'client backend'"
+        )
         assert {row[0] for row in shop_users} == {"shop_app"}
     began = time.monotonic()
     restored = stack.manage("restore_backup", "--latest", "--yes")
