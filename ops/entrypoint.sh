@@ -13,6 +13,13 @@ cd "$(dirname "$0")/.."
 
 role="${1:-web}"
 log_level="${LOG_LEVEL:-INFO}"
+# The backup role is for the backup worker and for backup/restore commands run by hand (the
+# backend container has it for `docker compose exec backend python manage.py restore_backup`):
+# the shop's own processes never hold it.
+case "$role" in
+    migrate|web|dev|worker|beat) unset BACKUP_DATABASE_URL ;;
+esac
+unset RUNNER_BACKUP_DATABASE_URL  # the Docker-less runner's hand-over to the backup worker
 case "$role" in
     migrate)
         python manage.py migrate --noinput

@@ -18,7 +18,14 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Placeholders in .env.example that get a freshly generated value in a new .env.
-GENERATED_SECRETS = ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD")
+GENERATED_SECRETS = (
+    "DJANGO_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "APP_DB_PASSWORD",
+    "BACKUP_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "MINIO_ROOT_PASSWORD",
+)
 
 # Volume name -> directory under DATA_PATH, and the mode it is created with. PostgreSQL
 # refuses a data directory that others can read.

@@ -47,7 +47,13 @@ DEFAULT_PORTS = {
     "RUNNER_REDIS_PORT": 18379,
 }
 PROCESS_NAMES = ("postgres", "redis", "web", "worker", "backup", "beat", "nginx")
-REQUIRED_SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SECRET_KEY")
+REQUIRED_SECRETS = (
+    "POSTGRES_PASSWORD",
+    "APP_DB_PASSWORD",
+    "BACKUP_DB_PASSWORD",
+    "REDIS_PASSWORD",
+    "DJANGO_SECRET_KEY",
+)
 
 INSTALL_HINTS = {
     "postgres": "the PostgreSQL server (Debian/Ubuntu: `sudo apt-get install postgresql`; "
@@ -85,6 +91,12 @@ class RunnerConfig:
     postgres_db: str
     redis_password: str
     secret_key: str
+    # The shop's roles (database/init/02-roles.sh): the app's, and the backup role, given only
+    # to the backup worker and `manage` (backup and restore commands).
+    app_db_user: str
+    app_db_password: str
+    backup_db_user: str
+    backup_db_password: str
     # The environment with .env filled in: passed on to the shop's processes.
     environ: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -100,7 +112,8 @@ class RunnerConfig:
         if missing:
             raise RunnerError(
                 f"{', '.join(missing)} not set. Run `make init` to create .env with fresh secrets, "
-                "or set them in the environment."
+                "or set them in the environment (an .env from before them: add each with a random "
+                "value, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
             )
         ports = {name: int(values.get(name) or default) for name, default in DEFAULT_PORTS.items()}
         return cls(
@@ -115,6 +128,10 @@ class RunnerConfig:
             postgres_db=values.get("POSTGRES_DB") or "shop",
             redis_password=values["REDIS_PASSWORD"],
             secret_key=values["DJANGO_SECRET_KEY"],
+            app_db_user=values.get("APP_DB_USER") or "shop_app",
+            app_db_password=values["APP_DB_PASSWORD"],
+            backup_db_user=values.get("BACKUP_DB_USER") or "shop_backup",
+            backup_db_password=values["BACKUP_DB_PASSWORD"],
             environ=values,
         )
 
@@ -146,15 +163,39 @@ class RunnerConfig:
     def beat_dir(self) -> Path:
         return self.data / "beat"
 
-    def database_url(self) -> str:
-        user, password = quote(self.postgres_user, safe=""), quote(self.postgres_password, safe="")
+    def database_url(self, user: str | None = None, password: str | None = None) -> str:
+        """The shop database as the app role (or as `user`)."""
+        user = quote(user or self.app_db_user, safe="")
+        password = quote(password or self.app_db_password, safe="")
         return f"postgres://{user}:{password}@127.0.0.1:{self.postgres_port}/{self.postgres_db}"
+
+    def backup_database_url(self) -> str:
+        return self.database_url(self.backup_db_user, self.backup_db_password)
+
+    def init_script_environment(self, programs: "Programs") -> dict[str, str]:
+        """What database/init/*.sh read, as in the postgres image, plus libpq's way to the
+        server (TCP on 127.0.0.1) as the superuser."""
+        return {
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.postgres_port),
+            "PGPASSWORD": self.postgres_password,
+            "PSQL": programs.psql,
+            "POSTGRES_USER": self.postgres_user,
+            "POSTGRES_DB": self.postgres_db,
+            "APP_DB_USER": self.app_db_user,
+            "APP_DB_PASSWORD": self.app_db_password,
+            "BACKUP_DB_USER": self.backup_db_user,
+            "BACKUP_DB_PASSWORD": self.backup_db_password,
+        }
 
     def app_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of the shop's processes: production settings on local services."""
         env = dict(self.environ if base is None else base)
         # A broker URL or eager mode from the caller (pytest sets one) would bypass our Redis.
         env.pop("CELERY_BROKER_URL", None)
+        # The backup role only where backup_environment() gives it.
+        env.pop("BACKUP_DATABASE_URL", None)
         env.update(
             DATA_PATH=str(self.data),
             BACKUP_PATH=str(self.backups),
@@ -181,6 +222,10 @@ class RunnerConfig:
             PYTHONUNBUFFERED="1",
         )
         return env
+
+    def backup_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The backup worker's and `manage`'s: the app's, plus the backup role."""
+        return {**self.app_environment(base), "BACKUP_DATABASE_URL": self.backup_database_url()}
 
 
 # --- programs ------------------------------------------------------------------------------
@@ -310,6 +355,15 @@ def psql(config: RunnerConfig, programs: Programs, database: str, *args: str, **
     run(command, env={**os.environ, "PGPASSWORD": config.postgres_password}, text=True, **kwargs)
 
 
+def run_init_script(config: RunnerConfig, programs: Programs, script: Path) -> None:
+    """A database/init script as the postgres image runs it: *.sql with psql as the superuser
+    in POSTGRES_DB, *.sh with its environment (POSTGRES_*, APP_DB_*, BACKUP_DB_*)."""
+    if script.suffix == ".sh":
+        run(["bash", str(script)], env=config.init_script_environment(programs))
+    else:
+        psql(config, programs, config.postgres_db, "-f", str(script))
+
+
 def initialize_postgres(config: RunnerConfig, programs: Programs) -> bool:
     """initdb, the database and database/init/*.sql, on first start only (like the postgres image).
 
@@ -343,9 +397,9 @@ def initialize_postgres(config: RunnerConfig, programs: Programs) -> bool:
             create = 'CREATE DATABASE :"db";'
             psql(config, programs, "postgres", "-v", f"db={config.postgres_db}", input=create)
         for script in sorted(POSTGRES_INIT_DIR.iterdir()):
-            if script.suffix != ".sql":
-                raise RunnerError(f"{script}: the runner runs only *.sql init scripts.")
-            psql(config, programs, config.postgres_db, "-f", str(script))
+            if script.suffix not in (".sql", ".sh"):
+                raise RunnerError(f"{script}: the runner runs only *.sql and *.sh init scripts.")
+            run_init_script(config, programs, script)
     if target.exists():
         target.rmdir()  # the empty directory `make init` created
     staging.rename(target)
@@ -370,6 +424,9 @@ def prepare_directories(config: RunnerConfig) -> None:
 def release(config: RunnerConfig, programs: Programs) -> None:
     """Migrations and collectstatic, as the compose `migrate` service does before the backend."""
     with temporary_postgres(config, programs, config.postgres_dir):
+        # The roles at every start (idempotent): a cluster made before them gets them, and the
+        # passwords follow .env.
+        run_init_script(config, programs, POSTGRES_INIT_DIR / "02-roles.sh")
         run([str(ENTRYPOINT), "migrate"], env=config.app_environment(), cwd=PROJECT_ROOT)
 
 
@@ -444,8 +501,15 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
         "worker": Program(
             [entrypoint, "worker"], priority=30, stop_signal="TERM", stop_wait_seconds=60, start_seconds=10
         ),
+        # The backup role's URL for this process only (supervisord gives all of them its own
+        # environment, see start()); the others never read it.
         "backup": Program(
-            [entrypoint, "backup-worker"],
+            [
+                "/bin/sh",
+                "-c",
+                'BACKUP_DATABASE_URL="$RUNNER_BACKUP_DATABASE_URL" exec "$0" backup-worker',
+                entrypoint,
+            ],
             priority=30,
             stop_signal="TERM",
             stop_wait_seconds=60,
@@ -571,11 +635,13 @@ def start(config: RunnerConfig, supervisor_config: Path) -> int:
         " app:beat; app:* for all four)\n",
         flush=True,
     )
-    # The processes get their environment (secrets included) from supervisord's own.
+    # The processes get their environment (secrets included) from supervisord's own, not from
+    # the generated file. The backup worker's program makes RUNNER_BACKUP_DATABASE_URL its
+    # BACKUP_DATABASE_URL: the others run as the same OS user, so this keeps the roles apart by
+    # configuration, not as a security boundary.
+    environment = {**config.app_environment(), "RUNNER_BACKUP_DATABASE_URL": config.backup_database_url()}
     process = subprocess.Popen(
-        [supervisord, "--configuration", str(supervisor_config)],
-        env=config.app_environment(),
-        start_new_session=True,
+        [supervisord, "--configuration", str(supervisor_config)], env=environment, start_new_session=True
     )
 
     def stop_supervisord(signum, frame):
@@ -610,7 +676,9 @@ def manage(arguments: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     command = [sys.executable, str(PROJECT_ROOT / "manage.py"), *arguments]
-    os.execve(sys.executable, command, config.app_environment())  # noqa: S606 (fixed program)
+    # An admin's commands (backup_now, restore_backup, ...) get the backup role too; the shop's
+    # own connection (migrate, createsuperuser) stays the app role's.
+    os.execve(sys.executable, command, config.backup_environment())  # noqa: S606 (fixed program)
     return 0  # not reached
 
 

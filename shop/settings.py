@@ -326,6 +326,16 @@ BACKUP_CRONTAB = _cron_schedule(BACKUP_SCHEDULE)
 # Database-level work (advisory lock, CREATE/RENAME DATABASE) runs here, never in the shop's
 # own database: a restore renames that one and terminates its sessions.
 BACKUP_MAINTENANCE_DATABASE = env.str("BACKUP_MAINTENANCE_DATABASE", default="postgres")
+# The backup role's connection (pg_dump, pg_restore, the lock, CREATE/RENAME/DROP DATABASE),
+# given only to the backup worker and the backup/restore commands. Unset (None): DATABASE_URL's
+# connection, as before. Its database must be the shop's own (or left out of the URL): the
+# shop database is always DATABASES["default"]'s, which is what is dumped and replaced.
+BACKUP_DATABASE = env.db_url("BACKUP_DATABASE_URL") if env.str("BACKUP_DATABASE_URL", default="") else None
+if BACKUP_DATABASE and BACKUP_DATABASE.get("NAME") not in ("", None, DATABASES["default"]["NAME"]):
+    raise ImproperlyConfigured(
+        f"BACKUP_DATABASE_URL names the database {BACKUP_DATABASE['NAME']!r}, but the shop's is "
+        f"{DATABASES['default']['NAME']!r} (DATABASE_URL): it must name the same database (or none)."
+    )
 # /readyz reports the newest good backup as "stale" when it is older than this.
 BACKUP_MAX_AGE_HOURS = env.int("BACKUP_MAX_AGE_HOURS", default=26)
 # Seconds pg_dump or pg_restore may run before it is killed and the backup, verification or

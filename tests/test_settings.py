@@ -109,3 +109,45 @@ def test_production_refuses_a_missing_secret_key(tmp_path):
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_backup_database_url_must_name_the_shop_database(tmp_path):
+    result = manage(
+        "check",
+        DATABASE_URL="postgres://shop_app@127.0.0.1:5432/shop",
+        BACKUP_DATABASE_URL="postgres://shop_backup@127.0.0.1:5432/postgres",
+        LOG_DIR=str(tmp_path),
+    )
+    assert result.returncode != 0
+    assert "BACKUP_DATABASE_URL names the database 'postgres', but the shop's is 'shop'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("backup_url", "expected_user"),
+    [
+        (None, "shop_app"),  # unset: DATABASE_URL's connection, as before
+        ("postgres://shop_backup:pw@127.0.0.1:5432/shop", "shop_backup"),
+        ("postgres://shop_backup:pw@127.0.0.1:5432", "shop_backup"),
+    ],
+)
+def test_the_backups_connect_with_backup_database_url(tmp_path, backup_url, expected_user):
+    code = (
+        "from shop.backups.database import connection_params, libpq_env; "
+        "p = connection_params('shop'); e = libpq_env('shop'); "
+        "print(p['user'], p['dbname'], e['PGUSER'], e['PGDATABASE'])"
+    )
+    env = {"DATABASE_URL": "postgres://shop_app:pw@127.0.0.1:5432/shop", "LOG_DIR": str(tmp_path)}
+    if backup_url:
+        env["BACKUP_DATABASE_URL"] = backup_url
+    environment = {k: v for k, v in os.environ.items() if k != "BACKUP_DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT,
+        env={**environment, "DJANGO_READ_DOT_ENV": "false", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == [expected_user, "shop", expected_user, "shop"]

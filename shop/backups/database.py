@@ -10,6 +10,12 @@ a database cannot be renamed while anyone, including us, is connected to it.
 
 pg_dump and pg_restore run with a time limit (BACKUP_PG_TIMEOUT): a table locked by another
 session would otherwise block them, and the backup or restore waiting on them, forever.
+
+All of it connects as the backup role (settings.BACKUP_DATABASE, from BACKUP_DATABASE_URL;
+DATABASE_URL's connection when unset): not a superuser, but with CREATEDB and a member of the
+app role (the shop's DATABASE_URL user), so it reads every table for pg_dump, ends the app's
+sessions, renames and drops the databases the app role owns, and creates new ones owned by
+the app role, into which pg_restore writes as the app role (`--role`).
 """
 
 import contextlib
@@ -63,9 +69,17 @@ EXTRA_LIBPQ_ENV = {
 }
 
 
+def app_role() -> str | None:
+    """The role the shop connects as (DATABASE_URL's user): it owns the shop database and
+    everything in it, also after a restore. None when DATABASE_URL names no user (libpq's default)."""
+    return settings.DATABASES["default"].get("USER") or None
+
+
 def _database_settings() -> dict:
-    db = settings.DATABASES["default"]
-    return {**db, "OPTIONS": dict(db.get("OPTIONS") or {})}
+    """The backup role's connection settings (BACKUP_DATABASE_URL, else DATABASE_URL's), always
+    for the shop's own database name."""
+    db = getattr(settings, "BACKUP_DATABASE", None) or settings.DATABASES["default"]
+    return {**db, "NAME": live_database_name(), "OPTIONS": dict(db.get("OPTIONS") or {})}
 
 
 def connection_params(dbname: str) -> dict:
@@ -333,15 +347,28 @@ def drop_scratch_databases() -> list[str]:
 
 
 def create_database(conn: psycopg.Connection, name: str) -> None:
-    conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    """An empty database owned by the app role (the backup role may create it for the app role,
+    being a member), so the shop owns it once it is swapped in."""
+    statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+    if app_role():
+        statement += sql.SQL(" OWNER {}").format(sql.Identifier(app_role()))
+    conn.execute(statement)
 
 
 def drop_database(conn: psycopg.Connection, name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def restore_dump(dump_path: Path, dbname: str) -> None:
-    """pg_restore into an empty database; objects are owned by the shop's database user."""
+# Entries of `pg_restore --list`: "12; 3079 16385 EXTENSION - pg_trgm " and its comment
+# "3456; 0 0 COMMENT - EXTENSION pg_trgm ".
+TOC_EXTENSION = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(\S+)")
+
+
+def restore_dump(dump_path: Path, dbname: str) -> list[str]:
+    """pg_restore into an empty database, as the app role (`--role`), so every object is the
+    app role's. Returns the extensions left out because only a superuser may create them
+    (pg_stat_statements, which database/init creates as the superuser): the app role may
+    create trusted ones only (pg_trgm), and the shop needs no other."""
     jobs = max(1, min(4, os.cpu_count() or 1))
     command = [
         "pg_restore",
@@ -351,9 +378,64 @@ def restore_dump(dump_path: Path, dbname: str) -> None:
         "--no-acl",
         f"--jobs={jobs}",
         f"--dbname={dbname}",
-        str(dump_path),
     ]
-    run_tool(command, libpq_env(dbname))
+    if app_role():
+        command.append(f"--role={app_role()}")
+    with tempfile.TemporaryDirectory(prefix="shop-restore-") as scratch:
+        entries = tool_output(["pg_restore", "--list", str(dump_path)], libpq_env(dbname)).splitlines()
+        extensions = {match.group(1) for line in entries if (match := TOC_EXTENSION.match(line))}
+        skipped = extensions_needing_superuser(sorted(extensions))
+        if skipped:
+            kept = [line for line in entries if not _names_extension(line, skipped)]
+            use_list = Path(scratch) / "restore.list"
+            use_list.write_text("\n".join(kept) + "\n")
+            command.append(f"--use-list={use_list}")
+        run_tool([*command, str(dump_path)], libpq_env(dbname))
+    return skipped
+
+
+def _names_extension(toc_line: str, names: list[str]) -> bool:
+    match = TOC_EXTENSION.match(toc_line)
+    return bool(match) and match.group(1) in names
+
+
+def tool_output(command: list[str], env: dict) -> str:
+    """The output of a quick libpq tool run (pg_restore --list), within BACKUP_PG_TIMEOUT."""
+    try:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, check=False, timeout=pg_timeout() or None
+        )
+    except subprocess.TimeoutExpired:
+        raise timeout_error(command[0], pg_timeout()) from None
+    if result.returncode != 0:
+        raise BackupError(f"{command[0]} failed (exit {result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def extensions_needing_superuser(names: list[str]) -> list[str]:
+    """Those of `names` the restoring role (the app role, else the backup role) may not create:
+    neither superuser nor trusted (their default version). Unknown ones are kept, so pg_restore
+    says clearly that the server lacks them."""
+    if not names:
+        return []
+    try:
+        conn = maintenance_connection()
+    except psycopg.OperationalError:
+        return []  # pg_restore, which connects next, says why the server cannot be reached
+    with conn:
+        role = app_role() or conn.execute("SELECT current_user").fetchone()[0]
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        if row is None or row[0]:
+            return []
+        rows = conn.execute(
+            """
+            SELECT v.name FROM pg_available_extension_versions v
+            JOIN pg_available_extensions e ON e.name = v.name AND e.default_version = v.version
+            WHERE v.name = ANY(%s) AND v.superuser AND NOT v.trusted ORDER BY 1
+            """,
+            [names],
+        )
+        return [name for (name,) in rows]
 
 
 def check_row_counts(dbname: str, expected: dict[str, int]) -> None:
@@ -370,11 +452,26 @@ def check_row_counts(dbname: str, expected: dict[str, int]) -> None:
 
 
 def _terminate_sessions(conn: psycopg.Connection, name: str) -> None:
+    """End the sessions on `name` this role may end: its own roles' (the app's, as a member of
+    it), not a superuser's (pg_terminate_backend would raise an error). Background workers
+    (autovacuum) have no role: the rename itself stops those."""
     conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        """
+        SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a JOIN pg_roles r ON r.oid = a.usesysid
+        WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND pg_has_role(r.oid, 'USAGE')
+          AND (NOT r.rolsuper OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))
+        """,
         [name],
     )
+
+
+def _remaining_sessions(conn: psycopg.Connection, name: str) -> str:
+    rows = conn.execute(
+        "SELECT coalesce(usename, backend_type), pid, application_name FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid",
+        [name],
+    ).fetchall()
+    return ", ".join(f"user {user} (pid {pid}{f', {app}' if app else ''})" for user, pid, app in rows)
 
 
 def _rename(conn: psycopg.Connection, old: str, new: str, timeout: float = 15.0) -> None:
@@ -388,7 +485,11 @@ def _rename(conn: psycopg.Connection, old: str, new: str, timeout: float = 15.0)
             return
         except psycopg.errors.ObjectInUse:
             if time.monotonic() > deadline:
-                raise
+                raise BackupError(
+                    f"database {old} is still in use by sessions the backup role may not end: "
+                    f"{_remaining_sessions(conn, old) or 'none left now'}. Close them (or end them as "
+                    "a superuser) and run the restore again."
+                ) from None
             time.sleep(0.1)
 
 

@@ -201,8 +201,7 @@ def execute(plan: RestorePlan, report) -> list[str]:
             staged_db = pool.submit(_stage_database, plan, staging_db, report) if "db" in plan.parts else None
             if "uploads" in plan.parts:
                 _stage_uploads(plan, staging_dir, report)
-            if staged_db:
-                staged_db.result()
+            skipped_extensions = staged_db.result() if staged_db else []
     except BaseException as exc:
         _discard_staging(staging_dir, staging_db)
         if isinstance(exc, OSError):
@@ -229,6 +228,7 @@ def execute(plan: RestorePlan, report) -> list[str]:
     summary = []
     if "db" in plan.parts:
         summary += _database_summary(plan, previous_db if swaps[0].had_live else None)
+        summary += skipped_extension_lines(skipped_extensions)
     if "uploads" in plan.parts:
         staging_dir.rmdir()  # empty now
         flush_to_disk(media_root)  # the renames too
@@ -310,13 +310,29 @@ def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
     flush_to_disk(staging_dir)  # durable before the swap makes them live
 
 
-def _stage_database(plan: RestorePlan, staging_db: str, report) -> None:
+def _stage_database(plan: RestorePlan, staging_db: str, report) -> list[str]:
+    """The dump restored into `staging_db`; returns the extensions left out (see restore_dump)."""
     report.step(f"Restoring the dump into the new database {staging_db} ...")
     with maintenance_connection() as conn:
         drop_database(conn, staging_db)  # left over from an interrupted restore
         create_database(conn, staging_db)
-    restore_dump(plan.directory / DB_FILE, staging_db)
+    skipped = restore_dump(plan.directory / DB_FILE, staging_db)
+    for name in skipped:
+        logger.warning("extension %s left out of the restore: only a superuser may create it", name)
     check_row_counts(staging_db, plan.manifest["database"]["row_counts"])
+    return skipped
+
+
+def skipped_extension_lines(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    live = live_database_name()
+    creates = " ".join(f"-c 'CREATE EXTENSION IF NOT EXISTS {name}'" for name in names)
+    return [
+        f"Left out: extension(s) {', '.join(names)} of the dump, which only a superuser may create "
+        "(the shop does not need them). To add them back, as the PostgreSQL superuser:",
+        f"  psql -d {live} {creates}",
+    ]
 
 
 def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:

@@ -58,6 +58,8 @@ def stack_environment(root: Path) -> dict[str, str]:
         POSTGRES_USER="shop",
         POSTGRES_DB="shop",
         POSTGRES_PASSWORD="stack-test-postgres-password",
+        APP_DB_PASSWORD="stack-test-app-password",
+        BACKUP_DB_PASSWORD="stack-test-backup-password",
         REDIS_PASSWORD="stack-test-redis-password",
         DJANGO_SECRET_KEY="stack-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         GUNICORN_WORKERS="2",

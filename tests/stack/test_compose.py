@@ -29,8 +29,8 @@ NAMED_VOLUMES = {"frontend_build", "beat_schedule"}
 CONFIG_DIRS = ("./nginx", "./database", "./redis")
 ONE_SHOT = {"migrate", "minio-setup"}
 APP_SERVICES = {"migrate", "backend", "worker", "backup", "beat"}
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "DJANGO_SECRET_KEY", "BACKUP_S3_ACCESS_KEY_ID",
-           "BACKUP_S3_SECRET_ACCESS_KEY")  # fmt: skip
+SECRETS = ("POSTGRES_PASSWORD", "APP_DB_PASSWORD", "BACKUP_DB_PASSWORD", "REDIS_PASSWORD",
+           "DJANGO_SECRET_KEY", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY")  # fmt: skip
 
 
 def documented_variables() -> set[str]:
@@ -315,3 +315,61 @@ def test_nginx_does_not_run_as_root():
     assert nginx["user"].split(":")[0] not in ("", "0", "root")
     assert nginx["command"][:3] == ["nginx", "-e", "stderr"]
     assert "user " not in (PROJECT_ROOT / "nginx" / "nginx.conf").read_text().replace("# No `user`", "")
+
+
+@pytest.mark.parametrize("name", ["development", "production"])
+def test_the_shop_connects_as_the_app_role_and_only_backups_get_the_backup_role(name):
+    """database/init/02-roles.sh's roles: every shop process connects as the app role, never as
+    POSTGRES_USER; the backup role goes to the backup worker and to the backend (for
+    `restore_backup` by hand; ops/entrypoint.sh drops it for gunicorn), nowhere else."""
+    env = production_env() if name == "production" else example_env()
+    services = load_stack(name, env)["services"]
+    for service in APP_SERVICES:
+        url = services[service]["environment"]["DATABASE_URL"]
+        assert url.startswith(f"postgres://{env['APP_DB_USER']}:{env['APP_DB_PASSWORD']}@database:5432/"), (
+            service
+        )
+    holders = {
+        service for service, spec in services.items() if "BACKUP_DATABASE_URL" in spec.get("environment", {})
+    }
+    assert holders == {"backup", "backend"}
+    backup_url = (
+        f"postgres://{env['BACKUP_DB_USER']}:{env['BACKUP_DB_PASSWORD']}@database:5432/{env['POSTGRES_DB']}"
+    )
+    assert services["backup"]["environment"]["BACKUP_DATABASE_URL"] == backup_url
+    assert services["backend"]["environment"]["BACKUP_DATABASE_URL"] == backup_url
+    database = services["database"]["environment"]
+    for variable in ("APP_DB_USER", "APP_DB_PASSWORD", "BACKUP_DB_USER", "BACKUP_DB_PASSWORD"):
+        assert database[variable] == env[variable], variable
+    init = (PROJECT_ROOT / "database" / "init" / "02-roles.sh").stat().st_mode
+    assert init & 0o111, "the postgres image runs an executable *.sh (a sourced one shares its shell)"
+
+
+def test_the_entrypoint_keeps_the_backup_role_from_the_shops_own_processes(tmp_path):
+    """Only the backup worker, and commands run by hand, see BACKUP_DATABASE_URL."""
+    import subprocess
+
+    entrypoint = (PROJECT_ROOT / "ops" / "entrypoint.sh").read_text()
+    # Stop before the `case` that execs the process: what is left of the environment?
+    prefix = entrypoint.split('case "$role" in\n    migrate)', 1)[0]
+    script = tmp_path / "entrypoint-prefix.sh"
+    script.write_text(prefix + 'echo "${BACKUP_DATABASE_URL:-unset}"\n')
+    seen = {}
+    for role in ("web", "dev", "worker", "beat", "migrate", "backup-worker", "python"):
+        result = subprocess.run(
+            ["sh", str(script), role],
+            env={"BACKUP_DATABASE_URL": "postgres://backup@db/shop", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seen[role] = result.stdout.strip()
+    assert seen == {
+        "web": "unset",
+        "dev": "unset",
+        "worker": "unset",
+        "beat": "unset",
+        "migrate": "unset",
+        "backup-worker": "postgres://backup@db/shop",
+        "python": "postgres://backup@db/shop",
+    }

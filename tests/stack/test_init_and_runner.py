@@ -75,7 +75,8 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
 def runner_config(data: Path) -> runner.RunnerConfig:
     return runner.RunnerConfig.from_environment(
         {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(data), "POSTGRES_PASSWORD": "p",
-         "REDIS_PASSWORD": "redis-password", "DJANGO_SECRET_KEY": "k" * 40}
+         "REDIS_PASSWORD": "redis-password", "DJANGO_SECRET_KEY": "k" * 40,
+         "APP_DB_PASSWORD": "app-db-password", "BACKUP_DB_PASSWORD": "backup-db-password"}
     )  # fmt: skip
 
 
@@ -174,9 +175,21 @@ def test_a_path_supervisord_would_misread_is_refused_with_the_reason(tmp_path):
         stack_configuration(data)
 
 
+def test_only_the_backup_worker_gets_the_backup_role(tmp_path):
+    text = stack_configuration(tmp_path)
+    processes = supervised(supervisord_reads(text, tmp_path))
+
+    takes_the_role = [name for name, process in processes.items() if "BACKUP_DATABASE_URL" in process.command]
+    assert takes_the_role == ["backup"]
+    assert 'BACKUP_DATABASE_URL="$RUNNER_BACKUP_DATABASE_URL"' in processes["backup"].command
+    assert "backup-db-password" not in text  # from supervisord's environment, not the file
+
+
 def test_runner_needs_the_secrets(monkeypatch):
     env = {"DJANGO_READ_DOT_ENV": "false", "POSTGRES_PASSWORD": "x"}
-    expected = "REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
+    expected = (
+        "APP_DB_PASSWORD, BACKUP_DB_PASSWORD, REDIS_PASSWORD, DJANGO_SECRET_KEY not set. Run `make init`"
+    )
     with pytest.raises(runner.RunnerError, match=re.escape(expected)):
         runner.RunnerConfig.from_environment(env)
 
@@ -186,6 +199,9 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
         "DJANGO_READ_DOT_ENV": "false",
         "DATA_PATH": str(tmp_path),
         "POSTGRES_PASSWORD": "pg secret/with:odd@chars",
+        "APP_DB_PASSWORD": "app secret/with:odd@chars",
+        "BACKUP_DB_PASSWORD": "backup-secret",
+        "BACKUP_DATABASE_URL": "postgres://from-the-caller/db",
         "REDIS_PASSWORD": "redis-secret",
         "DJANGO_SECRET_KEY": "k" * 50,
         "CELERY_BROKER_URL": "redis://elsewhere:6379/0",
@@ -196,7 +212,13 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
     assert {config.http_port, config.app_port, config.postgres_port, config.redis_port}.isdisjoint(
         {5432, 6379}
     )
-    assert app["DATABASE_URL"] == "postgres://shop:pg%20secret%2Fwith%3Aodd%40chars@127.0.0.1:18432/shop"
+    # The shop connects as the app role, never as the superuser POSTGRES_USER; the backup role
+    # only in the backup worker's and `manage`'s environment.
+    assert app["DATABASE_URL"] == "postgres://shop_app:app%20secret%2Fwith%3Aodd%40chars@127.0.0.1:18432/shop"
+    assert "BACKUP_DATABASE_URL" not in app
+    backup = config.backup_environment()
+    assert backup["DATABASE_URL"] == app["DATABASE_URL"]
+    assert backup["BACKUP_DATABASE_URL"] == "postgres://shop_backup:backup-secret@127.0.0.1:18432/shop"
     assert app["REDIS_URL"] == "redis://:redis-secret@127.0.0.1:18379"
     assert "CELERY_BROKER_URL" not in app
     assert app["DJANGO_DEBUG"] == "false"
@@ -208,6 +230,7 @@ def test_runner_uses_its_own_ports_and_production_settings(tmp_path):
 def test_runner_passes_dot_env_settings_on_to_the_shop(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text(
         "POSTGRES_PASSWORD=a\nREDIS_PASSWORD=b\nDJANGO_SECRET_KEY=" + "k" * 40 + "\n"
+        "APP_DB_PASSWORD=c\nBACKUP_DB_PASSWORD=d\n"
         "SHOP_NAME=From Dot Env\nDATABASE_URL=postgres://elsewhere/db\n"
     )
     monkeypatch.setattr(runner, "PROJECT_ROOT", tmp_path)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psycopg
 import pytest
 import requests
 
@@ -43,8 +44,44 @@ def stack(tmp_path, stack_programs):
         remove_data_root(root)
 
 
+def superuser_connection(stack, dbname: str = "postgres") -> psycopg.Connection:
+    config = stack.config
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=config.postgres_port,
+        user=config.postgres_user,
+        password=config.postgres_password,
+        dbname=dbname,
+        autocommit=True,
+    )
+
+
+def assert_the_app_role_owns_the_shop(stack) -> None:
+    """database/init/02-roles.sh's roles: the app role no superuser and no CREATEDB, owner of the
+    shop database and of every table in it; the backup role no superuser, member of the app role."""
+    with superuser_connection(stack) as conn:
+        roles = conn.execute(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles "
+            "WHERE rolname IN ('shop_app', 'shop_backup') ORDER BY 1"
+        ).fetchall()
+        assert roles == [("shop_app", False, False, False, True), ("shop_backup", False, True, False, True)]
+        member = "SELECT pg_has_role('shop_backup', 'shop_app', 'MEMBER')"
+        assert conn.execute(member).fetchone()[0] is True
+        owner = "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'shop'"
+        assert conn.execute(owner).fetchone()[0] == "shop_app"
+    with superuser_connection(stack, "shop") as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c "
+            "WHERE relnamespace = 'public'::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')"
+        )
+        assert {row[0] for row in owners} == {"shop_app"}
+
+
 def test_shop_through_nginx_and_data_survives_a_restart(stack):
     timings = {"first start": stack.start()}
+    # The first start made the roles; the shop connects as the app role, which owns its tables.
+    assert_the_app_role_owns_the_shop(stack)
     base = stack.url
     visitor = requests.Session()  # a passer-by
 
@@ -160,11 +197,21 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     (uploads / image_url.removeprefix("/media/")).unlink()
     assert customer.get(f"{base}/orders/{order_number}/").status_code == 404
     assert visitor.get(f"{base}{image_url}").status_code == 404
+    with superuser_connection(stack) as conn:  # the running shop's sessions
+        shop_users = conn.execute(
+            "SELECT DISTINCT usename FROM pg_stat_activity "
+            "WHERE datname = 'shop' AND backend_type = 'client backend'"
+        )
+        assert {row[0] for row in shop_users} == {"shop_app"}
     began = time.monotonic()
-    stack.manage("restore_backup", "--latest", "--yes")
+    restored = stack.manage("restore_backup", "--latest", "--yes")
     timings["restore"] = time.monotonic() - began
     assert customer.get(f"{base}/orders/{order_number}/").status_code == 200
     assert visitor.get(f"{base}{image_url}").content == image.content
+    # The restore ran as the backup role, which may not create pg_stat_statements (database/init
+    # made it as the superuser): it says so, and the app role owns everything restored.
+    assert "Left out: extension(s) pg_stat_statements" in restored
+    assert_the_app_role_owns_the_shop(stack)
 
     assert stack.stop() == 0
     assert stack.leftover_processes() == []
