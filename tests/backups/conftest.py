@@ -36,6 +36,15 @@ from shop.orders.services import place_order
 from tests.conftest import CUSTOMER
 
 
+def derived_databases() -> list[str]:
+    """The databases named after the shop's (staging, rollback, verify copies)."""
+    with maintenance_connection() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [f"{live_database_name()}__"]
+        )
+        return [row[0] for row in rows]
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto in server mode on a free loopback port, stopped at the end of the session."""
@@ -88,15 +97,8 @@ def closed_port():
 def _drop_derived_databases():
     """Drop the databases a test derived from the test database's name (kept for rollback etc.)."""
     yield
-    prefix = f"{live_database_name()}__"
     with maintenance_connection() as conn:
-        names = [
-            row[0]
-            for row in conn.execute(
-                "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]
-            )
-        ]
-        for name in names:
+        for name in derived_databases():
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

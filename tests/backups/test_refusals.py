@@ -10,11 +10,11 @@ import tarfile
 import pytest
 from django.core.management.base import CommandError
 
-from shop.backups.database import live_database_name, maintenance_connection
 from shop.backups.manifest import MANIFEST_NAME, UPLOADS_FILE
 from shop.catalog.models import Product
 from tests.backups.conftest import (
     backup_now,
+    derived_databases,
     hidden_entries,
     run_command,
     table_fingerprints,
@@ -23,14 +23,6 @@ from tests.backups.conftest import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def derived_databases() -> list[str]:
-    with maintenance_connection() as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [f"{live_database_name()}__"]
-        )
-        return [row[0] for row in rows]
 
 
 @pytest.fixture
