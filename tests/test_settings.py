@@ -13,8 +13,10 @@ from shop.settings import DEVELOPMENT_SECRET_KEY
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def manage(*args, **env):
-    environment = {**os.environ, "DJANGO_READ_DOT_ENV": "false", **env}
+def manage(*args, unset: tuple[str, ...] = (), **env):
+    """manage.py in a process of its own, with these variables set and those in `unset` removed."""
+    inherited = {name: value for name, value in os.environ.items() if name not in unset}
+    environment = {**inherited, "DJANGO_READ_DOT_ENV": "false", **env}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -72,41 +74,20 @@ PRINT_DEBUG = "from django.conf import settings; print(settings.DEBUG)"
 
 
 def test_debug_is_off_unless_turned_on(tmp_path):
-    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_DEBUG"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", PRINT_DEBUG],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **environment,
-            "DJANGO_READ_DOT_ENV": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "LOG_DIR": str(tmp_path),
-        },
-        check=False,
+    result = manage(
+        "shell",
+        "-c",
+        PRINT_DEBUG,
+        unset=("DJANGO_DEBUG",),
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        LOG_DIR=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_production_refuses_a_missing_secret_key(tmp_path):
-    environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **environment,
-            "DJANGO_READ_DOT_ENV": "false",
-            "DJANGO_DEBUG": "false",
-            "LOG_DIR": str(tmp_path),
-        },
-        check=False,
-    )
+    result = manage("check", unset=("DJANGO_SECRET_KEY",), DJANGO_DEBUG="false", LOG_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY" in result.stderr
 
@@ -139,15 +120,6 @@ def test_the_backups_connect_with_backup_database_url(tmp_path, backup_url, expe
     env = {"DATABASE_URL": "postgres://shop_app:pw@127.0.0.1:5432/shop", "LOG_DIR": str(tmp_path)}
     if backup_url:
         env["BACKUP_DATABASE_URL"] = backup_url
-    environment = {k: v for k, v in os.environ.items() if k != "BACKUP_DATABASE_URL"}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env={**environment, "DJANGO_READ_DOT_ENV": "false", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("shell", "-c", code, unset=("BACKUP_DATABASE_URL",), **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].split() == [expected_user, "shop", expected_user, "shop"]
