@@ -370,3 +370,5 @@ SHOP_CURRENCY = env.str("SHOP_CURRENCY", default="EUR")
 # Shown to customers who pay by bank transfer, e.g. "IBAN DE00 0000 0000 0000 0000 00 (Shop GmbH)".
 SHOP_BANK_ACCOUNT = env.str("SHOP_BANK_ACCOUNT", default="")
 PRODUCTS_PER_PAGE = 12
+# A product with this many or fewer left shows "Only N left" (0 shows "Sold out").
+LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)

@@ -57,9 +57,14 @@ def make_product(db, category):
 
     def make(stock=10, price="12.50", **fields):
         n = next(counter)
-        defaults = {"name": f"Product {n}", "slug": f"product-{n}", "sku": f"SKU-{n:04d}"}
+        defaults = {
+            "name": f"Product {n}",
+            "slug": f"product-{n}",
+            "sku": f"SKU-{n:04d}",
+            "category": category,
+        }
         defaults.update(fields)
-        return Product.objects.create(category=category, stock=stock, price=Decimal(price), **defaults)
+        return Product.objects.create(stock=stock, price=Decimal(price), **defaults)
 
     return make
 

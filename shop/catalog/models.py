@@ -1,11 +1,33 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
+from django.db.models.functions import Upper
 from django.urls import reverse
 
+from shop.catalog.images import THUMBNAIL_SIZES
 from shop.catalog.storage import lock_image_files, product_image_storage
+
+# The text-search configuration, named explicitly: to_tsvector() without one depends on a
+# setting, so PostgreSQL could not index it.
+SEARCH_CONFIG = "english"
+
+
+def product_search_document() -> SearchVector:
+    """The weighted document a product is searched by (shop/catalog/search.py)."""
+    return (
+        SearchVector("name", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("sku", weight="A", config=SEARCH_CONFIG)
+        + SearchVector("description", weight="B", config=SEARCH_CONFIG)
+    )
+
+
+def trigram_index(field: str, name: str) -> GinIndex:
+    """Serves `%>` (word similarity), the typo-tolerant match of search."""
+    return GinIndex(OpClass(field, name="gin_trgm_ops"), name=name)
 
 
 class Category(models.Model):
@@ -17,6 +39,7 @@ class Category(models.Model):
     class Meta:
         ordering = ["position", "name"]
         verbose_name_plural = "categories"
+        indexes = [trigram_index("name", "category_name_trgm")]
 
     def __str__(self):
         return self.name
@@ -45,11 +68,24 @@ class Product(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Computed and stored by PostgreSQL on every write, so a search neither re-parses every
+    # description nor ranks from scratch; GIN-indexed below.
+    search_document = models.GeneratedField(
+        expression=product_search_document(), output_field=SearchVectorField(), db_persist=True
+    )
 
     objects = ProductQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            GinIndex(fields=["search_document"], name="product_search_document"),
+            trigram_index("name", "product_name_trgm"),
+            models.Index(Upper("sku"), name="product_sku_upper"),
+            # The listings' sort orders (shop/catalog/listing.py) within a category.
+            models.Index(fields=["category", "price"], name="product_category_price"),
+            models.Index(fields=["category", "-created_at"], name="product_category_newest"),
+        ]
         constraints = [
             # The last line of defence: no code path can sell stock that is not there.
             models.CheckConstraint(condition=models.Q(stock__gte=0), name="product_stock_non_negative"),
@@ -79,7 +115,7 @@ class Product(models.Model):
                 kwargs["update_fields"] = [
                     field.name
                     for field in self._meta.concrete_fields
-                    if not field.primary_key and field.name != "stock"
+                    if not field.primary_key and not field.generated and field.name != "stock"
                 ]
         super().save(*args, **kwargs)
         self._stock_as_read = self.__dict__.get("stock")
@@ -105,6 +141,11 @@ class Product(models.Model):
     @property
     def in_stock(self):
         return self.stock > 0
+
+    @property
+    def low_stock(self):
+        """In stock, but few enough left (settings.LOW_STOCK_THRESHOLD) to tell the shopper."""
+        return 0 < self.stock <= settings.LOW_STOCK_THRESHOLD
 
 
 class ProductImage(models.Model):
@@ -148,6 +189,25 @@ class ProductImage(models.Model):
     @property
     def large_url(self):
         return self._url_or_original(self.thumbnail_large)
+
+    def rendition_width(self, label: str) -> int:
+        """The width of a thumbnail: the longer side scaled down to its size, never up."""
+        longest = max(self.width, self.height)
+        size = THUMBNAIL_SIZES[label]
+        return self.width if longest <= size else round(self.width * size / longest)
+
+    @property
+    def srcset(self) -> str:
+        """Every stored rendition as an `srcset` ("url 300w, url 800w, url 1600w"), smallest
+        first; "" while the width is unknown. Thumbnails appear once the worker has made them."""
+        if not self.width:
+            return ""
+        candidates = {}
+        for label, name in (("small", self.thumbnail_small), ("large", self.thumbnail_large)):
+            if name:
+                candidates.setdefault(self.rendition_width(label), product_image_storage.url(name))
+        candidates.setdefault(self.width, self.image.url)
+        return ", ".join(f"{url} {width}w" for width, url in sorted(candidates.items()))
 
 
 class StockMovement(models.Model):

@@ -74,24 +74,3 @@ def delete_unreferenced_files(names: list[str]) -> list[str]:
     if deleted:
         logger.info("deleted unreferenced product image files: %s", ", ".join(deleted))
     return deleted
-
-
-def search_products(query: str):
-    """Active products matching `query`, best first (PostgreSQL full-text search)."""
-    from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, TrigramWordSimilarity
-
-    vector = (
-        SearchVector("name", weight="A")
-        + SearchVector("sku", weight="A")
-        + SearchVector("description", weight="B")
-    )
-    search_query = SearchQuery(query, search_type="websearch")
-    return (
-        Product.objects.active()
-        .annotate(
-            rank=SearchRank(vector, search_query),
-            similarity=TrigramWordSimilarity(query, "name"),
-        )
-        .filter(Q(rank__gt=0) | Q(similarity__gt=0.4) | Q(sku__iexact=query))
-        .order_by("-rank", "-similarity", "name")
-    )

@@ -1,32 +1,44 @@
-from django.conf import settings
-from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
+from shop.catalog.listing import CATEGORY_SORTS, SEARCH_SORTS, listing_page
 from shop.catalog.models import Category, Product
-from shop.catalog.services import search_products
+from shop.catalog.search import clean_query, search_products
 
 
-def _page(request, queryset):
-    return Paginator(queryset, settings.PRODUCTS_PER_PAGE).get_page(request.GET.get("page"))
+def _listing(request, queryset, sort_options):
+    return listing_page(
+        queryset,
+        page_number=request.GET.get("page"),
+        sort_key=request.GET.get("sort"),
+        sort_options=sort_options,
+    )
 
 
 def home(request):
-    products = Product.objects.active().prefetch_related("images").order_by("-created_at")[:8]
+    products = (
+        Product.objects.active()
+        .select_related("category")
+        .prefetch_related("images")
+        .order_by("-created_at", "-pk")[:8]
+    )
     return render(request, "catalog/home.html", {"products": products})
 
 
 def category(request, slug):
     category = get_object_or_404(Category, slug=slug)
-    products = category.products.active().prefetch_related("images")
-    return render(request, "catalog/category.html", {"category": category, "page": _page(request, products)})
+    listing = _listing(request, category.products.active(), CATEGORY_SORTS)
+    return render(request, "catalog/category.html", {"category": category, "listing": listing})
 
 
 def search(request):
-    query = request.GET.get("q", "").strip()[:200]
-    products = search_products(query).prefetch_related("images") if query else Product.objects.none()
-    return render(request, "catalog/search.html", {"query": query, "page": _page(request, products)})
+    query = clean_query(request.GET.get("q"))
+    products = search_products(query) if query else Product.objects.none()
+    listing = _listing(request, products, SEARCH_SORTS)
+    return render(request, "catalog/search.html", {"query": query, "listing": listing})
 
 
 def product(request, slug):
-    product = get_object_or_404(Product.objects.active().prefetch_related("images"), slug=slug)
+    product = get_object_or_404(
+        Product.objects.active().select_related("category").prefetch_related("images"), slug=slug
+    )
     return render(request, "catalog/product.html", {"product": product})

@@ -25,7 +25,7 @@ def test_pages_render(client, make_product, category):
 )
 def test_search_finds_words_and_forgives_typos(client, make_product, query, found):
     make_product(name="Blue Teapot", description="Holds a litre of tea.")
-    names = [p.name for p in client.get(f"/search/?q={query}").context["page"].object_list]
+    names = [p.name for p in client.get(f"/search/?q={query}").context["listing"].products]
     assert ("Blue Teapot" in names) is found
 
 
@@ -33,7 +33,7 @@ def test_category_pages_paginate(client, make_product, category, settings):
     settings.PRODUCTS_PER_PAGE = 2
     for _ in range(5):
         make_product()
-    page = client.get(f"/category/{category.slug}/?page=3").context["page"]
+    page = client.get(f"/category/{category.slug}/?page=3").context["listing"].page
     assert (page.number, len(page.object_list)) == (3, 1)
 
 

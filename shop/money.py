@@ -1,0 +1,25 @@
+"""Amounts of money as shoppers read them: the shop's locale (LANGUAGE_CODE) and currency
+(SHOP_CURRENCY), formatted by Babel from the Unicode CLDR data ("€1,234.50" for en-us,
+"1.234,50 €" for de-de)."""
+
+from decimal import Decimal
+from functools import lru_cache
+
+from babel import Locale
+from babel.numbers import format_currency
+from django.conf import settings
+from django.utils.translation import to_locale
+
+
+@lru_cache(maxsize=8)
+def babel_locale(language_code: str) -> Locale:
+    return Locale.parse(to_locale(language_code))
+
+
+def format_price(amount: Decimal | int | str | None, currency: str | None = None) -> str:
+    """`amount` in `currency` (default: the shop's) for the shop's locale; "" for no amount."""
+    if amount is None or amount == "":
+        return ""
+    return format_currency(
+        Decimal(amount), currency or settings.SHOP_CURRENCY, locale=babel_locale(settings.LANGUAGE_CODE)
+    )
