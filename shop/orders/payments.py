@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from shop.money import format_price
+
 
 @dataclass(frozen=True)
 class PaymentProvider:
@@ -23,14 +25,14 @@ class BankTransfer(PaymentProvider):
     def instructions(self, order) -> str:
         account = settings.SHOP_BANK_ACCOUNT or "the account shown on our invoice"
         return (
-            f"Please transfer {order.total} {order.currency} to {account}, "
+            f"Please transfer {format_price(order.total, order.currency)} to {account}, "
             f"quoting your order number {order.number}. We ship once the payment has arrived."
         )
 
 
 class CashOnDelivery(PaymentProvider):
     def instructions(self, order) -> str:
-        return f"Please have {order.total} {order.currency} ready when your parcel arrives."
+        return f"Please have {format_price(order.total, order.currency)} ready when your parcel arrives."
 
 
 PROVIDERS = {

@@ -14,6 +14,7 @@ from django.db import IntegrityError, connection, transaction
 
 from shop.catalog.models import Product, StockMovement
 from shop.catalog.stock import adjust_stock
+from shop.money import format_price
 from shop.orders import payments
 from shop.orders.models import ALLOWED_TRANSITIONS, Order, OrderEvent, OrderLine, OrderStatus
 
@@ -217,12 +218,13 @@ def _restock(order: Order, actor=None) -> None:
 def confirmation_email(order: Order) -> tuple[str, str]:
     provider = payments.get_provider(order.payment_method)
     lines = "\n".join(
-        f"  {line.quantity} x {line.product_name} ({line.sku})  {line.line_total} {order.currency}"
+        f"  {line.quantity} x {line.product_name} ({line.sku})  {price}"
         for line in order.lines.all()
+        for price in [format_price(line.line_total, order.currency)]
     )
     subject = f"{settings.SHOP_NAME}: order {order.number} received"
     body = (
         f"Hello {order.full_name},\n\nthank you for your order {order.number}.\n\n{lines}\n\n"
-        f"Total: {order.total} {order.currency}\n\n{provider.instructions(order)}\n"
+        f"Total: {format_price(order.total, order.currency)}\n\n{provider.instructions(order)}\n"
     )
     return subject, body
