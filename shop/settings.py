@@ -194,7 +194,8 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_CLIENT_IP_CALLABLE = "shop.accounts.throttling.client_ip"
 
 # --- i18n -------------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# Also the locale prices are formatted for (shop/money.py): "de-de" shows 1.234,50 €.
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en-us")
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
