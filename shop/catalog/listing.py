@@ -60,4 +60,7 @@ def listing_page(
     if sort.ordering:
         products = products.order_by(*sort.ordering)
     page = Paginator(products, settings.PRODUCTS_PER_PAGE).get_page(page_number)
+    # Run the queries here, not later in the template: the caller may hold a transaction
+    # setting (search.indexes_preferred) or cache the result.
+    page.object_list = list(page.object_list)
     return Listing(page=page, sort=sort, sort_options=sort_options)

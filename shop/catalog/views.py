@@ -2,7 +2,7 @@ from django.shortcuts import get_object_or_404, render
 
 from shop.catalog.listing import CATEGORY_SORTS, SEARCH_SORTS, listing_page
 from shop.catalog.models import Category, Product
-from shop.catalog.search import clean_query, search_products
+from shop.catalog.search import clean_query, indexes_preferred, search_products
 
 
 def _listing(request, queryset, sort_options):
@@ -32,8 +32,11 @@ def category(request, slug):
 
 def search(request):
     query = clean_query(request.GET.get("q"))
-    products = search_products(query) if query else Product.objects.none()
-    listing = _listing(request, products, SEARCH_SORTS)
+    if query:
+        with indexes_preferred():
+            listing = _listing(request, search_products(query), SEARCH_SORTS)
+    else:
+        listing = _listing(request, Product.objects.none(), SEARCH_SORTS)
     return render(request, "catalog/search.html", {"query": query, "listing": listing})
 
 

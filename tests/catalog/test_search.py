@@ -4,7 +4,7 @@ import pytest
 from django.db import connection, connections
 
 from shop.catalog.models import Category
-from shop.catalog.search import MAX_QUERY_LENGTH, TYPO_THRESHOLD, search_products
+from shop.catalog.search import MAX_QUERY_LENGTH, TYPO_THRESHOLD, indexes_preferred, search_products
 
 
 @pytest.fixture
@@ -52,13 +52,28 @@ def test_every_connection_gets_the_typo_threshold(db):
         fresh.close()
 
 
-def test_each_branch_of_the_search_can_use_an_index(catalog):
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-    plan = search_products("muggs").explain()
+def test_the_search_uses_an_index_for_each_branch(catalog):
+    with indexes_preferred():
+        plan = search_products("muggs").explain()
     for index in ("product_search_document", "product_name_trgm", "product_sku_upper"):
         assert index in plan, plan
     assert "BitmapOr" in plan
+    assert "Seq Scan" not in plan
+
+
+def seqscan_setting():
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_seqscan")
+        return cursor.fetchone()[0]
+
+
+def test_preferring_indexes_ends_with_the_search(catalog):
+    with indexes_preferred():
+        assert seqscan_setting() == "off"
+    assert seqscan_setting() == "on"
+    with pytest.raises(ZeroDivisionError), indexes_preferred():
+        1 / 0  # noqa: B018
+    assert seqscan_setting() == "on"
 
 
 def test_search_costs_two_queries(catalog, django_assert_num_queries):
