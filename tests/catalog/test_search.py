@@ -96,3 +96,10 @@ def test_the_search_document_follows_edits(client, catalog):
     product.save()
     assert found(client, "walnut") == ["Oak Chair"]
     assert found(client, "solid") == []
+
+
+@pytest.mark.parametrize("query", ["'", "&|!():*", "日本茶", "a", "%_\\", '"unclosed', "-mug", "mug or"])
+def test_any_text_is_a_query_not_an_error(client, catalog, query):
+    response = client.get("/search/", {"q": query})
+    assert response.status_code == 200
+    assert response.context["query"] == query
