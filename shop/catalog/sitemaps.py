@@ -1,8 +1,21 @@
-"""sitemap.xml: every category and every product a shopper can see (django.contrib.sitemaps)."""
+"""sitemap.xml: the home page, every category and every product a shopper can see
+(django.contrib.sitemaps)."""
 
 from django.contrib.sitemaps import Sitemap
+from django.urls import reverse
 
 from shop.catalog.models import Category, Product
+
+
+class HomeSitemap(Sitemap):
+    changefreq = "daily"
+    priority = 1.0
+
+    def items(self):
+        return ["catalog:home"]
+
+    def location(self, name):
+        return reverse(name)
 
 
 class CategorySitemap(Sitemap):
@@ -24,4 +37,4 @@ class ProductSitemap(Sitemap):
         return product.updated_at
 
 
-SITEMAPS = {"categories": CategorySitemap, "products": ProductSitemap}
+SITEMAPS = {"home": HomeSitemap, "categories": CategorySitemap, "products": ProductSitemap}

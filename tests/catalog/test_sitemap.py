@@ -20,6 +20,7 @@ def test_the_sitemap_lists_categories_and_active_products(client, make_product, 
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/xml")
     urls = locations(response)
+    assert urls[0] == "http://testserver/"
     assert f"http://testserver/category/{category.slug}/" in urls
     assert f"http://testserver{shown.get_absolute_url()}" in urls
     assert f"http://testserver{hidden.get_absolute_url()}" not in urls
