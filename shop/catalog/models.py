@@ -53,6 +53,13 @@ class ProductQuerySet(models.QuerySet):
         return self.filter(is_active=True)
 
 
+class ProductManager(models.Manager.from_queryset(ProductQuerySet)):
+    def get_queryset(self):
+        # The search document is only for the database's searching (shop/catalog/search.py):
+        # reading it with every product would move and parse a tsvector per row for nothing.
+        return super().get_queryset().defer("search_document")
+
+
 class Product(models.Model):
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=200)
@@ -74,7 +81,7 @@ class Product(models.Model):
         expression=product_search_document(), output_field=SearchVectorField(), db_persist=True
     )
 
-    objects = ProductQuerySet.as_manager()
+    objects = ProductManager()
 
     class Meta:
         ordering = ["name"]

@@ -110,3 +110,11 @@ def test_the_query_count_does_not_grow_with_products_pages_or_sorts(client, make
     # category page: the category, COUNT, products (+ category join), images, navigation;
     # search: matching categories instead of the category.
     assert small == 5
+
+
+def test_pages_do_not_read_the_search_document(client, make_product, category):
+    product = make_product()
+    for url in (f"/category/{category.slug}/", product.get_absolute_url(), "/"):
+        with CaptureQueriesContext(connection) as queries:
+            client.get(url)
+        assert not [q["sql"] for q in queries if "search_document" in q["sql"]], url
