@@ -50,6 +50,11 @@ def parse_recipients(text: str) -> list[x25519.Recipient]:
     for word in re.split(r"[\s,]+", text.strip()):
         if not word:
             continue
+        if word.upper().startswith("AGE-SECRET-KEY-"):
+            raise BackupError(
+                "BACKUP_AGE_RECIPIENTS holds an age identity (AGE-SECRET-KEY-1...), a private key: "
+                "give only its public key (age1..., `age-keygen -y`), and keep the identity off this host."
+            )
         try:
             recipients.append(x25519.Recipient.from_str(word))
         except pyrage.RecipientError as exc:
