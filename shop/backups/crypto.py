@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyrage
@@ -286,3 +287,29 @@ def open_sealed_set(sealed: Path, index: dict, destination: Path, identities, re
         ):
             decrypt_stream(HashingReader(raw, advance), out, identities, f"{name} of set {index['id']}")
     return json.loads(manifest_bytes)
+
+
+# --- keys for admins and benchmarks --------------------------------------------------------
+
+
+def new_identity_file(path: Path) -> str:
+    """Write a new age identity to `path` (mode 0600, refusing to overwrite, like age-keygen -o)
+    and return its public key, the recipient to put in BACKUP_AGE_RECIPIENTS."""
+    identity = x25519.Identity.generate()
+    public = str(identity.to_public())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"# created: {datetime.now(UTC).isoformat(timespec='seconds')}\n# public key: {public}\n")
+        out.write(f"{identity}\n")
+    return public
+
+
+if __name__ == "__main__":  # python -m shop.backups.crypto keygen FILE: for machines without age-keygen
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "keygen":
+        sys.exit("usage: python -m shop.backups.crypto keygen IDENTITY_FILE   (prints the public key)")
+    try:
+        print(new_identity_file(Path(sys.argv[2])))
+    except FileExistsError:
+        sys.exit(f"{sys.argv[2]} exists already: not overwriting an identity (old sets may need it).")
