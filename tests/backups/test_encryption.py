@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from pyrage import x25519
 
-from shop.backups import local
+from shop.backups import local, status
 from shop.backups.crypto import AGE_HEADER, INDEX_NAME
 from shop.backups.manifest import DB_FILE, MANIFEST_NAME, UPLOADS_FILE
 from shop.catalog.models import Product
@@ -121,13 +121,19 @@ def test_encrypted_round_trip_through_s3(marked_shop, media_root, s3_bucket, bac
     assert upload_fingerprints(media_root) == files_before
 
 
-def test_wrong_identity_is_refused_naming_the_recipients_and_nothing_changes(
-    shop_data, media_root, s3_bucket, backup_settings, key_a, key_b
-):
+@pytest.fixture
+def only_on_s3_then_changed(shop_data, media_root, s3_bucket, backup_settings, key_a):
+    """A set encrypted to key A, on S3 only, and live data that differs from it: (set ID, live)."""
     backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
     set_id = backup_now()
     local.delete_local_set(set_id)
-    live = change_live_data(shop_data, media_root)
+    return set_id, change_live_data(shop_data, media_root)
+
+
+def test_wrong_identity_is_refused_naming_the_recipients_and_nothing_changes(
+    only_on_s3_then_changed, media_root, backup_settings, key_a, key_b
+):
+    set_id, live = only_on_s3_then_changed
 
     with pytest.raises(CommandError) as refused:
         run_command("restore_backup", set_id, "--source", "s3", "--identity", str(key_b.file), "--yes")
@@ -141,12 +147,9 @@ def test_wrong_identity_is_refused_naming_the_recipients_and_nothing_changes(
 
 
 def test_missing_identity_is_refused_and_nothing_changes(
-    shop_data, media_root, s3_bucket, backup_settings, key_a, tmp_path
+    only_on_s3_then_changed, media_root, backup_settings, key_a, tmp_path
 ):
-    backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
-    set_id = backup_now()
-    local.delete_local_set(set_id)
-    live = change_live_data(shop_data, media_root)
+    set_id, live = only_on_s3_then_changed
 
     with pytest.raises(
         CommandError, match=r"no identity was given: pass --identity FILE or set BACKUP_AGE_IDENTITY_FILE"
@@ -165,17 +168,14 @@ def test_missing_identity_is_refused_and_nothing_changes(
 
 
 def test_a_changed_byte_of_an_encrypted_object_is_refused(
-    shop_data, media_root, s3_bucket, backup_settings, key_a
+    only_on_s3_then_changed, media_root, s3_bucket, backup_settings, key_a
 ):
-    backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
+    set_id, live = only_on_s3_then_changed
     backup_settings.BACKUP_AGE_IDENTITY_FILE = str(key_a.file)
-    set_id = backup_now()
-    local.delete_local_set(set_id)
     bucket, key = backup_settings.BACKUP_S3_BUCKET, f"shop/backups/{set_id}/{DB_FILE}"
     data = bytearray(s3_bucket.get_object(Bucket=bucket, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0x01
     s3_bucket.put_object(Bucket=bucket, Key=key, Body=bytes(data))
-    live = change_live_data(shop_data, media_root)
 
     assert "DAMAGED" in "\n".join(run_command("list_backups", "--source", "s3"))
     with pytest.raises(CommandError, match=f"{DB_FILE} of set {set_id} on S3 is damaged"):
@@ -289,3 +289,19 @@ def test_several_recipients_separated_by_commas_or_spaces_each_open_the_set(
 
     for key in (key_a, key_b):
         run_command("verify_backup", set_id, "--source", "s3", "--identity", str(key.file))
+
+
+def test_retention_prunes_encrypted_sets_on_s3_without_the_identity(
+    shop_data, s3_bucket, backup_settings, key_a
+):
+    backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
+    backup_settings.BACKUP_S3_RETENTION_DAYS = 0  # every set but the newest intact one is old
+    first = backup_now()
+    second = backup_now()
+
+    assert "last_failure" not in status.read_status()  # the prune read both indexes, no identity
+    keys = bucket_objects(s3_bucket, backup_settings.BACKUP_S3_BUCKET)
+    assert {key.split("/")[2] for key in keys} == {second}
+    assert first in local.local_set_ids()  # local retention (7 days) kept it
+    [remote] = [info for info in json.loads("\n".join(run_command("list_backups", "--json"))) if info["s3"]]
+    assert (remote["id"], remote["s3_intact"]) == (second, True)
