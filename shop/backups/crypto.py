@@ -127,11 +127,42 @@ class HashingReader:
 
 
 def encrypt_stream(source, target, recipients: list[x25519.Recipient]) -> None:
-    """Encrypt everything `source.read()` gives into `target.write()`, 8 KiB at a time."""
+    """Encrypt everything `source.read()` gives into `target.write()`, 8 KiB at a time.
+
+    pyrage turns an exception of the source or target (a full disk, S3 refusing a part) into
+    an EncryptError holding only its text; the original is raised instead, so that callers
+    handle it as they would without encryption (an OffsiteError, a full backup volume)."""
+    errors: list[BaseException] = []
     try:
-        pyrage.encrypt_io(source, target, recipients)
+        pyrage.encrypt_io(_Recording(source, errors), _Recording(target, errors), recipients)
     except pyrage.EncryptError as exc:
+        if errors:
+            raise errors[0] from None
         raise BackupError(f"age encryption failed: {exc}") from exc
+
+
+class _Recording:
+    """A file-like proxy that remembers the first exception of read() or write()."""
+
+    def __init__(self, raw, errors: list[BaseException]):
+        self.raw, self.errors = raw, errors
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.raw.read(n)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def write(self, data) -> int:
+        try:
+            return self.raw.write(data)
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 def decrypt_stream(source, target, identities: list[x25519.Identity], what: str) -> None:

@@ -121,6 +121,9 @@ class PartSender:
         self.size = 0
 
     def write(self, data) -> int:
+        if not self.buffer and len(data) == self.part_size:  # a whole part read at once: no copy
+            self._send(bytes(data))
+            return len(data)
         self.buffer += data
         while len(self.buffer) >= self.part_size:
             self._send(bytes(self.buffer[: self.part_size]))

@@ -1,16 +1,20 @@
 """Encryption at rest with age: what leaves the machine is ciphertext, listing needs no key, and
 a missing or wrong identity is refused before anything changes. S3 is a moto server."""
 
+import contextlib
 import json
+import os
 
 import pytest
 from django.core.management.base import CommandError
 from django.db import connection
 from pyrage import x25519
 
-from shop.backups import local, status
+from shop.backups import local, s3, status
 from shop.backups.crypto import AGE_HEADER, INDEX_NAME
+from shop.backups.errors import OffsiteError
 from shop.backups.manifest import DB_FILE, MANIFEST_NAME, UPLOADS_FILE
+from shop.backups.progress import LoggingReporter
 from shop.catalog.models import Product
 from tests.backups.conftest import (
     backup_now,
@@ -305,3 +309,46 @@ def test_retention_prunes_encrypted_sets_on_s3_without_the_identity(
     assert first in local.local_set_ids()  # local retention (7 days) kept it
     [remote] = [info for info in json.loads("\n".join(run_command("list_backups", "--json"))) if info["s3"]]
     assert (remote["id"], remote["s3_intact"]) == (second, True)
+
+
+class AbortingReporter(LoggingReporter):
+    """Once `after` bytes of a file were read for upload, every multipart upload in the bucket is
+    aborted behind the uploader's back (as a lifecycle rule or another admin would)."""
+
+    def __init__(self, s3_client, bucket: str, after: int):
+        self.s3, self.bucket, self.after, self.aborted = s3_client, bucket, after, False
+
+    @contextlib.contextmanager
+    def track(self, label, total):
+        done = 0
+
+        def advance(n):
+            nonlocal done
+            done += n
+            if done > self.after and not self.aborted:
+                for upload in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []):
+                    self.s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                self.aborted = True
+
+        yield advance
+
+
+def test_s3_failing_in_the_middle_of_an_encrypted_upload_is_an_offsite_error(
+    shop_data, media_root, s3_bucket, backup_settings, key_a
+):
+    """pyrage hides the writer's exception in an EncryptError; S3's own error must come through,
+    so the set is 'NOT OFFSITE' and the upload is retried, as without encryption."""
+    backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
+    (media_root / "products" / "large.bin").write_bytes(
+        os.urandom(20 * 1024 * 1024)
+    )  # 3 parts: the 2nd sent mid-stream
+    set_id = backup_now("--no-upload")
+    reporter = AbortingReporter(s3_bucket, backup_settings.BACKUP_S3_BUCKET, after=9 * 1024 * 1024)
+
+    with pytest.raises(OffsiteError, match=f"uploading set {set_id} to S3 failed: S3 refused the request"):
+        s3.upload_set(local.set_dir(set_id), local.local_summary(set_id), reporter)
+
+    assert reporter.aborted
+    assert s3.remote_set_ids(s3.client()) == []
