@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from botocore.exceptions import (
@@ -110,7 +111,8 @@ def max_stored_size(size: int, encrypted: bool) -> int:
 
 class PartSender:
     """A write-only stream that sends what is written to it as the parts of a multipart upload,
-    each with its SHA-256 for S3 to check; at most one part is held in memory."""
+    each with its SHA-256 for S3 to check. A part is sent (and hashed) in a thread of its own
+    while the next one is read or encrypted: at most two parts are held in memory."""
 
     def __init__(self, s3, key: str, upload_id: str, part_size: int):
         self.s3, self.key, self.upload_id, self.part_size = s3, key, upload_id, part_size
@@ -119,6 +121,9 @@ class PartSender:
         self.part_digests: list[bytes] = []
         self.whole = hashlib.sha256()
         self.size = 0
+        self.count = 0  # parts handed to the sender thread
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._pending: Future | None = None
 
     def write(self, data) -> int:
         if not self.buffer and len(data) == self.part_size:  # a whole part read at once: no copy
@@ -134,14 +139,31 @@ class PartSender:
         pass
 
     def finish(self) -> None:
-        """Send what is left (at least one part, also for an empty file)."""
-        if self.buffer or not self.parts:
+        """Send what is left (at least one part, also for an empty file) and wait for the last part."""
+        if self.buffer or not self.count:
             self._send(bytes(self.buffer))
             self.buffer.clear()
+        self._collect()
+
+    def close(self) -> None:
+        """Wait for the part in flight, if any (its error is the caller's to raise, not ours)."""
+        self._pool.shutdown(wait=True)
 
     def _send(self, data: bytes) -> None:
+        self._collect()  # the part before: its error stops the upload here
+        self.count += 1
+        self._pending = self._pool.submit(self._upload_part, self.count, data)
+
+    def _collect(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.parts.append(pending.result())
+
+    def _upload_part(self, number: int, data: bytes) -> dict:
         digest = hashlib.sha256(data).digest()
-        number = len(self.parts) + 1
+        self.whole.update(data)  # in order: one sender thread, one part at a time
+        self.part_digests.append(digest)
+        self.size += len(data)
         response = self.s3.upload_part(
             Bucket=settings.BACKUP_S3_BUCKET,
             Key=self.key,
@@ -150,10 +172,7 @@ class PartSender:
             Body=data,
             ChecksumSHA256=_b64(digest),
         )
-        self.parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
-        self.part_digests.append(digest)
-        self.whole.update(data)
-        self.size += len(data)
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)}
 
     def stored(self) -> dict:
         """What S3 holds: size, SHA-256 and S3's composite checksum (of the part digests)."""
@@ -185,8 +204,11 @@ def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report, recip
             Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": sender.parts}
         )
     except BaseException:
+        sender.close()  # no part may be in flight when the upload is aborted
         _abort_quietly(s3, bucket, key, upload["UploadId"])
         raise
+    finally:
+        sender.close()
     stored = sender.stored()
     _check_uploaded(s3, key, stored["stored_size"], metadata, stored["s3_checksum"])
     return stored
