@@ -311,6 +311,10 @@ BACKUP_S3_ENDPOINT_URL = env.str("BACKUP_S3_ENDPOINT_URL", default="") or None
 BACKUP_S3_REGION = env.str("BACKUP_S3_REGION", default="us-east-1")
 BACKUP_S3_ACCESS_KEY_ID = env.str("BACKUP_S3_ACCESS_KEY_ID", default="") or None
 BACKUP_S3_SECRET_ACCESS_KEY = env.str("BACKUP_S3_SECRET_ACCESS_KEY", default="") or None
+# Encryption at rest with age (shop/backups/crypto.py): public keys only on the shop's hosts.
+BACKUP_AGE_RECIPIENTS = env.str("BACKUP_AGE_RECIPIENTS", default="")
+BACKUP_ENCRYPT_LOCAL = env.bool("BACKUP_ENCRYPT_LOCAL", default=False)
+BACKUP_AGE_IDENTITY_FILE = env.str("BACKUP_AGE_IDENTITY_FILE", default="")
 
 
 def _cron_schedule(expression: str) -> crontab:

@@ -12,7 +12,7 @@ import psycopg
 from django.conf import settings
 
 import shop
-from shop.backups import local, retention, s3, status
+from shop.backups import crypto, local, retention, s3, status
 from shop.backups.archive import write_uploads_archive
 from shop.backups.database import (
     dump_snapshot,
@@ -102,6 +102,7 @@ def _unused_set_id() -> str:
 
 def _write_set(set_id: str, only: str | None, report) -> dict:
     started_at = datetime.now(UTC)
+    recipients = crypto.configured_recipients()  # a mistyped key fails the backup before it starts
     incomplete = local.backup_root() / f"{local.INCOMPLETE_PREFIX}{set_id}"
     make_private_dir(incomplete)
     manifest = {
@@ -120,6 +121,9 @@ def _write_set(set_id: str, only: str | None, report) -> dict:
                 _dump_and_archive(snapshot, incomplete, manifest, report, with_uploads=only is None)
         manifest["finished_at"] = datetime.now(UTC).isoformat()
         write_json_atomic(incomplete / MANIFEST_NAME, manifest)
+        if settings.BACKUP_ENCRYPT_LOCAL:
+            report.step(f"Encrypting set {set_id} on disk (age) ...")
+            crypto.seal_set_dir(incomplete, manifest, recipients)
         local.publish(incomplete, set_id)
     except BaseException:
         shutil.rmtree(incomplete, ignore_errors=True)
@@ -181,7 +185,7 @@ def upload_local_set(set_id: str, report) -> None:
     """Copy a local set to S3 and record the result; OffsiteError (recorded) if S3 fails."""
     report.step(f"Uploading set {set_id} to {s3.describe_target()} ...")
     try:
-        s3.upload_set(local.set_dir(set_id), local.local_manifest(set_id), report)
+        s3.upload_set(local.set_dir(set_id), local.local_summary(set_id), report)
     except OffsiteError as exc:
         logger.error("BACKUP NOT OFFSITE: set %s is kept locally only: %s", set_id, exc)
         status.record_offsite(set_id, False, str(exc))

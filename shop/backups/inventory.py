@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shop.backups import local, s3
+from shop.backups import crypto, local, s3
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import make_private_dir
 from shop.backups.manifest import is_set_id, read_manifest, set_time, total_size
@@ -73,7 +73,7 @@ def list_sets(source: str = "all") -> tuple[list[SetInfo], list[str]]:
     if source in ("local", "all"):
         for set_id in local.local_set_ids():
             try:
-                info = _info(local.local_manifest(set_id), status)
+                info = _info(local.local_summary(set_id), status)
             except CorruptSet as exc:
                 info = SetInfo(set_id, set_time(set_id), [], 0, local_verified=False, notes=[str(exc)])
             info.local = True
@@ -91,10 +91,10 @@ def list_sets(source: str = "all") -> tuple[list[SetInfo], list[str]]:
 def _add_remote_sets(sets: dict[str, SetInfo], status: dict) -> None:
     client = s3.client()
     for set_id in s3.remote_set_ids(client):
-        manifest = s3.remote_manifest(client, set_id)
-        info = sets.setdefault(set_id, _info(manifest, status))
+        summary = s3.remote_summary(client, set_id)
+        info = sets.setdefault(set_id, _info(summary, status))
         info.s3 = True
-        info.s3_intact = s3.remote_set_intact(client, manifest)
+        info.s3_intact = s3.remote_set_intact(client, summary)
 
 
 def latest_set_id(source: str | None) -> str:
@@ -130,22 +130,35 @@ def where_to_read(set_id: str, source: str | None) -> str:
 
 
 @contextlib.contextmanager
-def opened_set(set_id: str, source: str | None, report):
-    """Yield (directory, manifest, source) of a set; a set from S3 is fetched into a temporary
-    directory on the backup volume and removed afterwards. Checksums are not checked here."""
+def opened_set(set_id: str, source: str | None, report, identity: str | None = None):
+    """Yield (directory, manifest, source) of a set. A set from S3 is fetched, and a set encrypted
+    on disk decrypted, into a temporary directory on the backup volume, removed afterwards; an
+    encrypted set needs the identity (`identity` file or BACKUP_AGE_IDENTITY_FILE) and is refused
+    without the right one before anything is written. Checksums are not checked here."""
     source = where_to_read(set_id, source)
     if source == "local":
-        yield local.set_dir(set_id), local.local_manifest(set_id), "local"
-        return
-    if not s3.configured():
+        index = crypto.read_index(local.set_dir(set_id))
+        if index is None:
+            yield local.set_dir(set_id), local.local_manifest(set_id), "local"
+            return
+        identities = crypto.identities_for(index, identity)
+    elif not s3.configured():
         raise BackupError("--source s3 was given but BACKUP_S3_BUCKET is not set.")
     directory = local.ensure_backup_root() / f"{local.FETCH_PREFIX}{set_id}"
     shutil.rmtree(directory, ignore_errors=True)
     make_private_dir(directory)
     try:
+        if source == "local":
+            report.step(f"Decrypting set {set_id} ...")
+            yield (
+                directory,
+                crypto.open_sealed_set(local.set_dir(set_id), index, directory, identities, report),
+                source,
+            )
+            return
         report.step(f"Fetching set {set_id} from S3 ...")
         try:
-            s3.download_set(s3.client(), set_id, directory, report)
+            s3.download_set(s3.client(), set_id, directory, report, identity)
         except OffsiteError as exc:
             raise OffsiteError(f"{exc}. Nothing was changed; check the S3 settings and the network.") from exc
         yield directory, read_manifest(directory), "s3"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from shop.backups import crypto
 from shop.backups.errors import BackupError, CorruptSet
 from shop.backups.files import PRIVATE_DIR_MODE
 from shop.backups.manifest import MANIFEST_NAME, is_set_id, read_manifest
@@ -61,6 +62,15 @@ def local_manifest(set_id: str) -> dict:
     if not directory.is_dir():
         raise BackupError(f"backup set {set_id} is not in {backup_root()}.")
     return read_manifest(directory)
+
+
+def local_summary(set_id: str) -> dict:
+    """For listing and uploading, without any identity: the plaintext index of a set encrypted
+    on disk (BACKUP_ENCRYPT_LOCAL), else its manifest."""
+    directory = set_dir(set_id)
+    if not directory.is_dir():
+        raise BackupError(f"backup set {set_id} is not in {backup_root()}.")
+    return crypto.read_index(directory) or read_manifest(directory)
 
 
 def remove_leftovers() -> list[str]:

@@ -62,14 +62,24 @@ class RestorePlan:
     blockers: list[str] = field(default_factory=list)
 
 
-def restore(set_id: str | None, source: str | None, only: str | None, dry_run: bool, confirm, show, report):
+def restore(
+    set_id: str | None,
+    source: str | None,
+    only: str | None,
+    dry_run: bool,
+    confirm,
+    show,
+    report,
+    identity=None,
+):
     """Restore a set (the newest if set_id is None). `confirm()` -> bool asks the user, `show(lines)`
-    prints the plan. Returns the summary lines, or None for a dry run or a declined confirmation."""
+    prints the plan, `identity` is the age identity file for an encrypted set. Returns the summary
+    lines, or None for a dry run or a declined confirmation."""
     with backup_lock("restore"):
         for name in drop_scratch_databases():
             logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
         set_id = set_id or latest_set_id(source)
-        with opened_set(set_id, source, report) as (directory, manifest, where):
+        with opened_set(set_id, source, report, identity) as (directory, manifest, where):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
             # Working out the plan only reads (sizes, versions, migrations, free disk), so it runs
             # while the checksums are checked, and is used only once every one of them matched.

@@ -37,7 +37,7 @@ def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[
     if include_s3 and s3.configured():
         client = s3.client()
         remote_ids = s3.remote_set_ids(client)
-        intact = {i for i in remote_ids if s3.remote_set_intact(client, s3.remote_manifest(client, i))}
+        intact = {i for i in remote_ids if s3.remote_set_intact(client, s3.remote_summary(client, i))}
         for set_id in deletable(remote_ids, intact, settings.BACKUP_S3_RETENTION_DAYS, now):
             s3.delete_remote_set(client, set_id)
             deleted["s3"].append(set_id)

@@ -4,6 +4,12 @@ Each part is sent with its SHA-256, which S3 checks on receipt; after completing
 upload we compare the object's composite checksum (the SHA-256 of the part digests) with
 the one we computed, and the full-file SHA-256 with the manifest. Only then is the set
 offsite. The manifest is uploaded last, so a set without one on S3 is incomplete.
+
+With BACKUP_AGE_RECIPIENTS set, every file leaves the machine encrypted (shop/backups/crypto.py):
+it is encrypted on the fly into the parts as they are sent (memory stays one part), the
+manifest too, and a plaintext index (crypto.INDEX_NAME) records what listing and retention
+need without the identity, including each stored object's size and S3 checksum. The
+SHA-256 read from the local file is still compared with the manifest (the plaintext's).
 """
 
 import base64
@@ -11,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from botocore.exceptions import (
@@ -22,6 +29,7 @@ from botocore.exceptions import (
 )
 from django.conf import settings
 
+from shop.backups import crypto
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, is_set_id
@@ -96,44 +104,129 @@ def part_size_for(size: int) -> int:
     return max(MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
 
 
-def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report) -> None:
+def max_stored_size(size: int, encrypted: bool) -> int:
+    """An upper bound of the object's size: age adds 16 bytes per 64 KiB and a short header."""
+    return size + size // 4096 + 64 * 1024 if encrypted else size
+
+
+class PartSender:
+    """A write-only stream that sends what is written to it as the parts of a multipart upload,
+    each with its SHA-256 for S3 to check. A part is sent (and hashed) in a thread of its own
+    while the next one is read or encrypted: at most two parts are held in memory."""
+
+    def __init__(self, s3, key: str, upload_id: str, part_size: int):
+        self.s3, self.key, self.upload_id, self.part_size = s3, key, upload_id, part_size
+        self.buffer = bytearray()
+        self.parts: list[dict] = []
+        self.part_digests: list[bytes] = []
+        self.whole = hashlib.sha256()
+        self.size = 0
+        self.count = 0  # parts handed to the sender thread
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-part")
+        self._pending: Future | None = None
+
+    def write(self, data) -> int:
+        if not self.buffer and len(data) == self.part_size:  # a whole part read at once: no copy
+            self._send(bytes(data))
+            return len(data)
+        self.buffer += data
+        while len(self.buffer) >= self.part_size:
+            self._send(bytes(self.buffer[: self.part_size]))
+            del self.buffer[: self.part_size]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        """Send what is left (at least one part, also for an empty file) and wait for the last part."""
+        if self.buffer or not self.count:
+            self._send(bytes(self.buffer))
+            self.buffer.clear()
+        self._collect()
+
+    def close(self) -> None:
+        """Wait for the part in flight, if any (its error is the caller's to raise, not ours)."""
+        self._pool.shutdown(wait=True)
+
+    def _send(self, data: bytes) -> None:
+        self._collect()  # the part before: its error stops the upload here
+        self.count += 1
+        self._pending = self._pool.submit(self._upload_part, self.count, data)
+
+    def _collect(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.parts.append(pending.result())
+
+    def _upload_part(self, number: int, data: bytes) -> dict:
+        digest = hashlib.sha256(data).digest()
+        self.whole.update(data)  # in order: one sender thread, one part at a time
+        self.part_digests.append(digest)
+        self.size += len(data)
+        response = self.s3.upload_part(
+            Bucket=settings.BACKUP_S3_BUCKET,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumSHA256=_b64(digest),
+        )
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)}
+
+    def stored(self) -> dict:
+        """What S3 holds: size, SHA-256 and S3's composite checksum (of the part digests)."""
+        composite = _b64(hashlib.sha256(b"".join(self.part_digests)).digest())
+        return {"stored_size": self.size, "stored_sha256": self.whole.hexdigest(), "s3_checksum": composite}
+
+
+def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report, recipients=None) -> dict:
+    """Upload a file (encrypted to `recipients` on the way, if given), check that what was read
+    has `expected_sha256` and that S3 holds what was sent; returns PartSender.stored()."""
     bucket, key = settings.BACKUP_S3_BUCKET, object_key(set_id, path.name)
     size = path.stat().st_size
-    part_size = part_size_for(size)
-    upload = s3.create_multipart_upload(
-        Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", Metadata={"sha256": expected_sha256}
-    )
-    parts, part_digests, whole = [], [], hashlib.sha256()
+    # An encrypted object's SHA-256 is known only once it is sent: the index records it.
+    metadata = {"encrypted": crypto.SCHEME} if recipients else {"sha256": expected_sha256}
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", Metadata=metadata)
+    sender = PartSender(s3, key, upload["UploadId"], part_size_for(max_stored_size(size, bool(recipients))))
     try:
-        with open(path, "rb") as source, report.track(f"uploading {path.name}", size) as advance:
-            number = 0
-            while True:
-                data = source.read(part_size)  # one part in memory while it is sent
-                if not data and number:  # at least one part, also for an empty file
-                    break
-                number += 1
-                digest = hashlib.sha256(data).digest()
-                whole.update(data)
-                response = s3.upload_part(
-                    Bucket=bucket,
-                    Key=key,
-                    UploadId=upload["UploadId"],
-                    PartNumber=number,
-                    Body=data,
-                    ChecksumSHA256=_b64(digest),
-                )
-                parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _b64(digest)})
-                part_digests.append(digest)
-                advance(len(data))
-        if whole.hexdigest() != expected_sha256:
+        with open(path, "rb") as raw, report.track(f"uploading {path.name}", size) as advance:
+            source = crypto.HashingReader(raw, advance)
+            if recipients:
+                crypto.encrypt_stream(source, sender, recipients)
+            else:
+                while data := source.read(sender.part_size):
+                    sender.write(data)
+            sender.finish()
+        if source.sha256.hexdigest() != expected_sha256:
             raise CorruptSet(f"{path} no longer matches its manifest checksum; not uploading it.")
         s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": sender.parts}
         )
     except BaseException:
+        sender.close()  # no part may be in flight when the upload is aborted
         _abort_quietly(s3, bucket, key, upload["UploadId"])
         raise
-    _check_uploaded(s3, key, size, expected_sha256, _b64(hashlib.sha256(b"".join(part_digests)).digest()))
+    finally:
+        sender.close()
+    stored = sender.stored()
+    _check_uploaded(s3, key, stored["stored_size"], metadata, stored["s3_checksum"])
+    return stored
+
+
+def put_small_file(s3, set_id: str, name: str, data: bytes) -> None:
+    """A small file (a manifest, an index) in one request, checked like the others."""
+    key, digest = object_key(set_id, name), hashlib.sha256(data).digest()
+    metadata = {"sha256": digest.hex()}
+    s3.put_object(
+        Bucket=settings.BACKUP_S3_BUCKET,
+        Key=key,
+        Body=data,
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=_b64(digest),
+        Metadata=metadata,
+    )
+    _check_uploaded(s3, key, len(data), metadata, _b64(digest))
 
 
 def _abort_quietly(s3, bucket, key, upload_id) -> None:
@@ -142,15 +235,15 @@ def _abort_quietly(s3, bucket, key, upload_id) -> None:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-def _check_uploaded(s3, key: str, size: int, sha256: str, composite: str) -> None:
+def _check_uploaded(s3, key: str, size: int, metadata: dict, composite: str) -> None:
     head = s3.head_object(Bucket=settings.BACKUP_S3_BUCKET, Key=key, ChecksumMode="ENABLED")
     # S3 writes the composite checksum as '<base64>-<number of parts>'.
     stored = (head.get("ChecksumSHA256") or "").split("-")[0]
     problems = []
     if head["ContentLength"] != size:
         problems.append(f"{head['ContentLength']} bytes instead of {size}")
-    if head.get("Metadata", {}).get("sha256") != sha256:
-        problems.append("the SHA-256 metadata is wrong")
+    if any(head.get("Metadata", {}).get(name) != value for name, value in metadata.items()):
+        problems.append("its metadata is wrong")
     if stored != composite:
         problems.append(f"S3's checksum {stored or 'is missing'} instead of {composite}")
     if problems:
@@ -158,22 +251,42 @@ def _check_uploaded(s3, key: str, size: int, sha256: str, composite: str) -> Non
         raise OffsiteError(f"{where} did not arrive intact: " + ", ".join(problems))
 
 
-def upload_set(set_dir: Path, manifest: dict, report) -> None:
-    """Copy a local set to S3 and verify it; OffsiteError if S3 fails in any way."""
+def upload_set(set_dir: Path, summary: dict, report) -> None:
+    """Copy a local set to S3 and verify it; OffsiteError if S3 fails in any way. `summary` is
+    the manifest, or the index of a set encrypted on disk (whose files are sent as they are)."""
+    set_id = summary["id"]
     try:
         s3 = client()
-        for name, entry in sorted(manifest["files"].items()):
-            upload_file(s3, set_dir / name, manifest["id"], entry["sha256"], report)
-        manifest_path = set_dir / MANIFEST_NAME
-        manifest_sha = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-        upload_file(s3, manifest_path, manifest["id"], manifest_sha, report)
+        sealed = crypto.is_index(summary)  # encrypted on disk: sent as it is stored
+        recipients = [] if sealed else crypto.configured_recipients()
+        stored = {}
+        for name, entry in sorted(summary["files"].items()):
+            expected = entry["stored_sha256"] if sealed else entry["sha256"]
+            stored[name] = upload_file(s3, set_dir / name, set_id, expected, report, recipients)
+        manifest_bytes = (set_dir / MANIFEST_NAME).read_bytes()
+        index = None
+        if sealed:
+            index = {
+                **summary,
+                "files": {name: {**entry, **stored[name]} for name, entry in summary["files"].items()},
+            }
+        elif recipients:
+            index = crypto.make_index(summary, stored, crypto.public_keys(recipients))
+            manifest_bytes = crypto.encrypt_bytes(manifest_bytes, recipients)
+        if index is not None:
+            put_small_file(s3, set_id, crypto.INDEX_NAME, _json_bytes(index))
+        put_small_file(s3, set_id, MANIFEST_NAME, manifest_bytes)  # last: it marks the set complete
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"uploading set {manifest['id']} to S3 failed: {explain(exc)}") from exc
+        raise OffsiteError(f"uploading set {set_id} to S3 failed: {explain(exc)}") from exc
     except CorruptSet:
         # Files of this set uploaded before the damaged one would stay behind, never listed.
         with contextlib.suppress(*TRANSPORT_ERRORS):
-            delete_remote_set(s3, manifest["id"])
+            delete_remote_set(s3, set_id)
         raise
+
+
+def _json_bytes(data: dict) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
 def remote_set_ids(s3) -> list[str]:
@@ -192,50 +305,84 @@ def remote_set_ids(s3) -> list[str]:
     return sorted(ids)
 
 
-def _remote_manifest_bytes(s3, set_id: str) -> bytes:
-    """The manifest exactly as uploaded; CorruptSet if it does not match its recorded SHA-256."""
+def _remote_small_file(s3, set_id: str, name: str) -> bytes:
+    """A manifest or index exactly as uploaded; CorruptSet if it does not match its recorded SHA-256."""
     try:
-        response = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(set_id, MANIFEST_NAME))
+        response = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(set_id, name))
         data = response["Body"].read()
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot read the manifest of set {set_id} from S3: {explain(exc)}") from exc
+        raise OffsiteError(f"cannot read the {name} of set {set_id} from S3: {explain(exc)}") from exc
     if hashlib.sha256(data).hexdigest() != response.get("Metadata", {}).get("sha256"):
-        raise CorruptSet(f"the manifest of set {set_id} on S3 does not match its checksum.")
+        raise CorruptSet(f"the {name} of set {set_id} on S3 does not match its checksum.")
     return data
 
 
-def remote_manifest(s3, set_id: str) -> dict:
-    return json.loads(_remote_manifest_bytes(s3, set_id))
+def _remote_index(s3, set_id: str) -> dict:
+    index = json.loads(_remote_small_file(s3, set_id, crypto.INDEX_NAME))
+    if not crypto.is_index(index) or index.get("id") != set_id:
+        raise CorruptSet(f"the index of the encrypted set {set_id} on S3 is not valid.")
+    return index
 
 
-def remote_set_intact(s3, manifest: dict) -> bool:
-    """Every file of the manifest is on S3 with the size and SHA-256 recorded at upload."""
+def remote_summary(s3, set_id: str) -> dict:
+    """What listing, presence checks and retention need, without any identity: the manifest of
+    an unencrypted set, the plaintext index of an encrypted one."""
+    data = _remote_small_file(s3, set_id, MANIFEST_NAME)
+    return _remote_index(s3, set_id) if crypto.is_encrypted(data) else json.loads(data)
+
+
+def remote_set_intact(s3, summary: dict) -> bool:
+    """Every file of the set is on S3 as it was stored: for an encrypted set the size and S3
+    checksum of the stored object (from the index), else the size and SHA-256 of the manifest."""
     try:
-        for name, entry in manifest["files"].items():
-            head = s3.head_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(manifest["id"], name))
-            if head["ContentLength"] != entry["size"] or head["Metadata"].get("sha256") != entry["sha256"]:
+        for name, entry in summary["files"].items():
+            head = s3.head_object(
+                Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(summary["id"], name), ChecksumMode="ENABLED"
+            )
+            if not _stored_as_recorded(head, entry):
                 return False
     except ClientError:
         return False
     except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot check set {manifest['id']} on S3: {explain(exc)}") from exc
+        raise OffsiteError(f"cannot check set {summary['id']} on S3: {explain(exc)}") from exc
     return True
 
 
-def download_set(s3, set_id: str, destination: Path, report) -> None:
-    """Stream every file of a set (manifest first) into destination; checksums are checked later."""
+def _stored_as_recorded(head: dict, entry: dict) -> bool:
+    if "stored_size" in entry:
+        composite = (head.get("ChecksumSHA256") or "").split("-")[0]
+        return head["ContentLength"] == entry["stored_size"] and composite == entry.get("s3_checksum")
+    return head["ContentLength"] == entry["size"] and head["Metadata"].get("sha256") == entry["sha256"]
+
+
+def download_set(s3, set_id: str, destination: Path, report, identity: str | None = None) -> None:
+    """Stream every file of a set (manifest first) into destination, decrypting an encrypted set
+    with the identity (`identity` file or BACKUP_AGE_IDENTITY_FILE): the manifest is decrypted
+    first, so a missing or wrong identity stops before any data is read. Checksums are checked later."""
     try:
-        manifest_bytes = _remote_manifest_bytes(s3, set_id)
+        manifest_bytes = _remote_small_file(s3, set_id, MANIFEST_NAME)
+        index = identities = None
+        if crypto.is_encrypted(manifest_bytes):
+            index = _remote_index(s3, set_id)
+            identities = crypto.identities_for(index, identity)
+            manifest_bytes = crypto.decrypt_manifest(manifest_bytes, index, identities)
         with create_private_file(destination / MANIFEST_NAME) as out:
             out.write(manifest_bytes)
         manifest = json.loads(manifest_bytes)
         for name, entry in sorted(manifest["files"].items()):
             body = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(set_id, name))["Body"]
-            tracker = report.track(f"downloading {name}", entry["size"])
-            with create_private_file(destination / name) as out, tracker as advance:
-                for chunk in body.iter_chunks(CHUNK_SIZE):
-                    out.write(chunk)
-                    advance(len(chunk))
+            size = index["files"][name]["stored_size"] if index else entry["size"]
+            with (
+                create_private_file(destination / name) as out,
+                report.track(f"downloading {name}", size) as advance,
+            ):
+                if identities:
+                    what = f"{name} of set {set_id} on S3"
+                    crypto.decrypt_stream(crypto.HashingReader(body, advance), out, identities, what)
+                else:
+                    for chunk in body.iter_chunks(CHUNK_SIZE):
+                        out.write(chunk)
+                        advance(len(chunk))
     except TRANSPORT_ERRORS as exc:
         raise OffsiteError(f"downloading set {set_id} from S3 failed: {explain(exc)}") from exc
 

@@ -21,9 +21,11 @@ from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, UPLOADS_FILE, verify_files
 
 
-def verify_set(set_id: str, source: str | None, deep: bool, report) -> list[str]:
-    """What was checked, line by line; CorruptSet or BackupError when the set is not good."""
-    with backup_lock("verify"), opened_set(set_id, source, report) as (directory, manifest, where):
+def verify_set(set_id: str, source: str | None, deep: bool, report, identity: str | None = None) -> list[str]:
+    """What was checked, line by line; CorruptSet or BackupError when the set is not good.
+    `identity`: the age identity file for an encrypted set (see shop/backups/crypto.py)."""
+    opened = opened_set(set_id, source, report, identity)
+    with backup_lock("verify"), opened as (directory, manifest, where):
         drop_scratch_databases()
         try:
             report.step(f"Checking the checksums of set {set_id} ({where}) ...")

@@ -60,6 +60,9 @@ def s3_endpoint():
 def backup_settings(settings, tmp_path):
     settings.BACKUP_PATH = tmp_path / "backups"
     settings.BACKUP_S3_BUCKET = ""
+    settings.BACKUP_AGE_RECIPIENTS = ""  # no encryption unless a test asks for it
+    settings.BACKUP_ENCRYPT_LOCAL = False
+    settings.BACKUP_AGE_IDENTITY_FILE = ""
     return settings
 
 

@@ -5,6 +5,11 @@ import gc
 
 _registered = False
 
+IDENTITY_HELP = (
+    "the age identity file (AGE-SECRET-KEY-1...) to decrypt an encrypted set with; "
+    "default: the file named by BACKUP_AGE_IDENTITY_FILE"
+)
+
 
 def skip_collection_at_exit() -> None:
     """Spare a command the interpreter's final garbage collection (about 0.2 s here).

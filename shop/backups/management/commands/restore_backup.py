@@ -2,7 +2,7 @@ import psycopg
 from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
-from shop.backups.management.commands import skip_collection_at_exit
+from shop.backups.management.commands import IDENTITY_HELP, skip_collection_at_exit
 from shop.backups.progress import reporter_for
 from shop.backups.restore import restore
 
@@ -22,8 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--only", choices=["db", "uploads"], help="restore only the database or uploads")
         parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, source, only, dry_run, yes, **options):
+    def handle(self, *args, set_id, latest, source, only, dry_run, yes, identity, **options):
         skip_collection_at_exit()
         try:
             summary = restore(
@@ -34,6 +35,7 @@ class Command(BaseCommand):
                 confirm=lambda: yes or self._confirm(),
                 show=self._show_plan,
                 report=reporter_for(self.stdout),
+                identity=identity,
             )
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"restore failed: {exc}") from exc

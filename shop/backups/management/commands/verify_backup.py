@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from shop.backups.errors import BackupError
 from shop.backups.inventory import latest_set_id
-from shop.backups.management.commands import skip_collection_at_exit
+from shop.backups.management.commands import IDENTITY_HELP, skip_collection_at_exit
 from shop.backups.progress import reporter_for
 from shop.backups.verify import verify_set
 
@@ -17,12 +17,13 @@ class Command(BaseCommand):
         which.add_argument("--latest", action="store_true", help="the newest set")
         parser.add_argument("--source", choices=["local", "s3"], help="default: local, else S3")
         parser.add_argument("--deep", action="store_true", help="also restore into a scratch database/dir")
+        parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, source, deep, **options):
+    def handle(self, *args, set_id, latest, source, deep, identity, **options):
         skip_collection_at_exit()
         try:
             set_id = set_id or latest_set_id(source)
-            checked = verify_set(set_id, source, deep, reporter_for(self.stdout))
+            checked = verify_set(set_id, source, deep, reporter_for(self.stdout), identity)
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"verification failed: {exc}") from exc
         for line in checked:
