@@ -1,0 +1,58 @@
+"""/metrics on the Docker-less runner: refused by the real nginx, served by gunicorn's port to
+Prometheus, and summed over gunicorn's workers (prometheus_client's multiprocess mode)."""
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
+
+pytestmark = pytest.mark.stack
+
+HEALTHZ_RESPONSES = "django_http_responses_total_by_status_view_method_total"
+
+
+@pytest.fixture
+def stack(tmp_path, stack_programs):
+    root = make_data_root()
+    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
+    try:
+        yield runner
+    finally:
+        runner.kill_everything()
+        remove_data_root(root)
+
+
+def healthz_count(backend: str) -> float:
+    """One scrape of the backend: the 200 answers of /healthz counted so far, all workers."""
+    response = requests.get(f"{backend}/metrics", timeout=10)
+    assert response.status_code == 200, response.text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == HEALTHZ_RESPONSES and sample.labels.get("view") == "healthz"
+    )
+
+
+def test_nginx_refuses_metrics_and_the_backend_port_serves_every_worker(stack):
+    stack.start()
+    backend = f"http://127.0.0.1:{stack.config.app_port}"
+
+    through_nginx = requests.get(f"{stack.url}/metrics", timeout=10)
+    assert through_nginx.status_code == 403
+    assert through_nginx.headers["Server"] == "nginx"  # nginx's own answer, not the backend's
+    assert "shop_backup" not in through_nginx.text
+    assert requests.get(f"{stack.url}/metrics/", timeout=10).status_code == 403
+
+    direct = requests.get(f"{backend}/metrics", timeout=10)
+    assert direct.status_code == 200
+    assert "shop_backup_volume_present 1.0" in direct.text
+    assert "django_db_execute_total" in direct.text
+
+    # Two gunicorn workers (GUNICORN_WORKERS=2): whichever answers a scrape counts both.
+    before = healthz_count(backend)
+    with requests.Session() as visitor:  # keep-alive through nginx: nginx spreads the requests
+        for _ in range(40):
+            assert visitor.get(f"{stack.url}/healthz", timeout=10).status_code == 200
+    assert all(healthz_count(backend) >= before + 40 for _ in range(6))
