@@ -102,13 +102,15 @@ def test_a_stale_backup_is_mailed_by_the_periodic_check_once(shop_data, client, 
     status.record_local_check(old_set, True)
 
     assert check_backup_alerts.delay().get() == ["BACKUP ALERT: the newest verified backup set is too old"]
-    assert f"the newest verified set, {old_set}, is 72.0 hours old (alert beyond 48.0 hours)" in mailed()[0].body
+    summary = f"the newest verified set, {old_set}, is 72.0 hours old (alert beyond 48.0 hours)"
+    assert summary in mailed()[0].body
     assert check_backup_alerts.delay().get() == []
     code, body = readyz(client)
     assert (code, body["status"], body["backup"]["status"]) == (200, "ok", "stale")
     assert body["warnings"] == ["backups: stale"]
     assert "is 72.0 hours old" in body["backup"]["warnings"][-1]
-    assert "FAILING: the newest verified set" in admin_client.get("/admin/backups/backupset/").content.decode()
+    page = admin_client.get("/admin/backups/backupset/").content.decode()
+    assert "FAILING: the newest verified set" in page
 
     backup_now("--no-upload")
 
@@ -148,7 +150,7 @@ def test_a_failed_drill_is_mailed_and_so_is_its_recovery(shop_data, backup_setti
     manifest_path.write_text(good_manifest)
     assert verify_latest_set.delay().get() == set_id
 
-    assert subjects()[1].endswith("Backups recovered: no longer true that the latest scheduled test restore failed")
+    assert subjects()[1].endswith("recovered: no longer true that the latest scheduled test restore failed")
     assert readyz(client)[1]["backup"]["status"] == "ok"
 
 
