@@ -43,6 +43,10 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
+    from ops.metrics_files import retire_worker
 
-    multiprocess.mark_process_dead(worker.pid)
+    retire_worker(metrics_dir, worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)
