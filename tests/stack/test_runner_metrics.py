@@ -9,22 +9,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
-
 pytestmark = pytest.mark.stack
 
 HEALTHZ_RESPONSES = "django_http_responses_total_by_status_view_method_total"
-
-
-@pytest.fixture
-def stack(tmp_path, stack_programs):
-    root = make_data_root()
-    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
-    try:
-        yield runner
-    finally:
-        runner.kill_everything()
-        remove_data_root(root)
 
 
 def healthz_count(backend: str) -> float:
