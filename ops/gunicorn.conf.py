@@ -2,6 +2,9 @@
 
 import multiprocessing
 import os
+import re
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Two workers per CPU plus one, capped: the shop is I/O bound and the host is small.
@@ -23,3 +26,27 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 if not control_socket_disable:
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+# Prometheus (shop/metrics.py): each worker keeps its counters in files in this directory and a
+# scrape of any worker adds them up (prometheus_client's multiprocess mode). Set before a worker
+# imports prometheus_client; emptied at every start (old files would be counted again), on
+# memory-backed /dev/shm where there is one. One directory per user and address: two stacks on one
+# machine never share it.
+_metrics_name = f"shop-metrics-{os.getuid()}-{re.sub(r'[^0-9A-Za-z]+', '-', bind)}"
+_default_metrics_dir = os.path.join(worker_tmp_dir or tempfile.gettempdir(), _metrics_name)
+metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _default_metrics_dir)
+
+
+def on_starting(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, mode=0o700)
+
+
+def child_exit(server, worker):
+    from ops.metrics_files import retire_worker
+
+    retire_worker(metrics_dir, worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)

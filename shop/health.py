@@ -64,9 +64,10 @@ def backup_freshness() -> dict:
     Reported by /readyz but not part of readiness: a missing or stale backup is an alert for
     the operator, not a reason to take the shop out of the load balancer.
     """
+    from shop.backups.alerts import max_age as backup_max_age
     from shop.backups.inventory import newest_good_set, offsite_state
 
-    max_age = settings.BACKUP_MAX_AGE_HOURS * 3600
+    max_age = round(backup_max_age().total_seconds())
     if not Path(settings.BACKUP_PATH).is_dir():
         reason = f"BACKUP_PATH {settings.BACKUP_PATH} does not exist here (backup volume not mounted?)"
         return {"status": "unknown", "reason": reason, "max_age_seconds": max_age}
@@ -89,6 +90,25 @@ def backup_freshness() -> dict:
     }
 
 
+def backup_report() -> dict:
+    """backup_freshness() and the backup alerts that are on: "status" is "failing" while the
+    latest backup, upload or drill failed. A warning in the body only, never a 503."""
+    from shop.backups.alerts import failing_alerts
+
+    report = backup_freshness()
+    if report["status"] == "unknown":  # no backup volume here: nothing to judge
+        return report
+    try:
+        failing = failing_alerts()
+    except Exception as exc:  # a probe reports every failure, whatever its type
+        return {**report, "alerts": {"error": f"{exc.__class__.__name__}: {exc}"}}
+    report["alerts"] = {alert.name: alert.summary for alert in failing}
+    report["warnings"] = [*report.get("warnings", []), *(alert.summary for alert in failing)]
+    if any(alert.name != "stale" for alert in failing):
+        report["status"] = "failing"
+    return report
+
+
 @never_cache
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -98,10 +118,12 @@ def healthz(request):
 def readyz(request):
     checks = run_checks()
     ready = all(result == "ok" for result in checks.values())
-    response = JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup_freshness()},
-        status=200 if ready else 503,
-    )
+    # The status code follows only what the shop needs to serve; backups are a warning in the body.
+    backup = backup_report()
+    body = {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup}
+    if backup["status"] != "ok":
+        body["warnings"] = [f"backups: {backup['status']}"]
+    response = JsonResponse(body, status=200 if ready else 503)
     if not ready:
         response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER)
     return response

@@ -5,6 +5,7 @@ and Redis on 127.0.0.1; production (the default) refuses to start without a stro
 """
 
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.sitemaps",
     "csp",
     "axes",
+    "django_prometheus",
     "shop.accounts",
     "shop.catalog",
     "shop.cart",
@@ -72,6 +74,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /metrics for Prometheus on the backend port, before host checks and redirects (shop/metrics.py).
+    "shop.metrics.MetricsEndpointMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before the session middleware: PostgreSQL/Redis outages answer 503 (shop/outage.py).
     "shop.outage.ServiceOutageMiddleware",
@@ -82,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -111,6 +117,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/shop"),
 }
+# The same PostgreSQL backend, counting queries and errors for Prometheus (django-prometheus).
+DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 # Re-check a persistent connection before use, so the shop recovers by itself when
 # PostgreSQL restarts.
@@ -224,6 +232,13 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Shop <shop@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who gets the backup alerts (mail_admins): "Name <a@example.com>,Other <b@example.com>".
+ADMINS = getaddresses(env.list("DJANGO_ADMINS", default=[]))
+if any("@" not in address for _, address in ADMINS):
+    raise ImproperlyConfigured(
+        f"DJANGO_ADMINS={env.str('DJANGO_ADMINS')!r} has an entry without an email address: "
+        "write it as 'Name <a@example.com>,Other <b@example.com>'."
+    )
 
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=redis_url(REDIS_DB_BROKER))
@@ -342,8 +357,11 @@ if BACKUP_DATABASE and BACKUP_DATABASE.get("NAME") not in ("", None, DATABASES["
         f"BACKUP_DATABASE_URL names the database {BACKUP_DATABASE['NAME']!r}, but the shop's is "
         f"{DATABASES['default']['NAME']!r} (DATABASE_URL): it must name the same database (or none)."
     )
-# /readyz reports the newest good backup as "stale" when it is older than this.
-BACKUP_MAX_AGE_HOURS = env.int("BACKUP_MAX_AGE_HOURS", default=26)
+# The newest good backup is "stale" (alert mail, /readyz, admin) when older than this; 0: twice the
+# longest gap between two runs of BACKUP_SCHEDULE (48 hours for a daily backup).
+BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", default=0)
+# How often Celery beat runs the backup alert check (shop/backups/alerts.py), in minutes.
+BACKUP_ALERT_CHECK_MINUTES = env.int("BACKUP_ALERT_CHECK_MINUTES", default=15)
 # Seconds pg_dump or pg_restore may run before it is killed and the backup, verification or
 # restore fails cleanly (0: no limit). A big shop's dump takes hours; a locked table forever.
 BACKUP_PG_TIMEOUT = env.int("BACKUP_PG_TIMEOUT", default=6 * 3600)
@@ -366,6 +384,12 @@ if BACKUP_VERIFY_SCHEDULE:
         "options": {"queue": "backups"},
     }
 
+CELERY_BEAT_SCHEDULE["check-backup-alerts"] = {
+    "task": "shop.backups.tasks.check_backup_alerts",
+    "schedule": timedelta(minutes=BACKUP_ALERT_CHECK_MINUTES),
+    "options": {"queue": "backups"},
+}
+
 # --- Outages -------------------------------------------------------------------------------
 # While PostgreSQL or Redis is unreachable the shop answers 503 with this Retry-After (seconds).
 SERVICE_UNAVAILABLE_RETRY_AFTER = env.int("SERVICE_UNAVAILABLE_RETRY_AFTER", default=10)
@@ -378,3 +402,4 @@ SHOP_BANK_ACCOUNT = env.str("SHOP_BANK_ACCOUNT", default="")
 PRODUCTS_PER_PAGE = 12
 # A product with this many or fewer left shows "Only N left" (0 shows "Sold out").
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
+EMAIL_SUBJECT_PREFIX = f"[{SHOP_NAME}] "

@@ -123,3 +123,15 @@ def test_the_backups_connect_with_backup_database_url(tmp_path, backup_url, expe
     result = manage("shell", "-c", code, unset=("BACKUP_DATABASE_URL",), **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].split() == [expected_user, "shop", expected_user, "shop"]
+
+
+def test_the_site_admins_come_from_django_admins(tmp_path):
+    code = "from django.conf import settings; print(settings.ADMINS)"
+    admins = "Ops Team <ops@example.com>,jane@example.com"
+    result = manage("shell", "-c", code, DJANGO_ADMINS=admins, LOG_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[('Ops Team', 'ops@example.com'), ('', 'jane@example.com')]"
+
+    result = manage("shell", "-c", code, DJANGO_ADMINS="Ops Team", LOG_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "DJANGO_ADMINS='Ops Team' has an entry without an email address" in result.stderr

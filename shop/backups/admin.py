@@ -5,7 +5,8 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
-from shop.backups import s3
+from shop.backups import alerts, s3
+from shop.backups.chart import history_charts
 from shop.backups.errors import BackupError
 from shop.backups.inventory import list_sets, newest_good_set, offsite_state
 from shop.backups.models import BackupSet
@@ -34,12 +35,16 @@ class BackupSetAdmin(admin.ModelAdmin):
             sets, error = [], str(exc)
         good = newest_good_set()
         offsite = offsite_state(good["id"] if good else None)
+        status = read_status()
         context = {
             **self.admin_site.each_context(request),
             "title": "Backups",
             "opts": self.model._meta,
             "sets": sets,
-            "status": read_status(),
+            "status": status,
+            "alerts": alerts.current_alerts(status),
+            "max_age_hours": alerts.max_age().total_seconds() / 3600,
+            "charts": history_charts(status.get("history", [])),
             "error": error,
             "backup_path": settings.BACKUP_PATH,
             "s3_target": s3.describe_target() if s3.configured() else "",

@@ -35,6 +35,7 @@ from shop.backups.manifest import (
     PARTS,
     UPLOADS_FILE,
     new_set_id,
+    total_size,
     write_json_atomic,
 )
 from shop.backups.progress import human_bytes
@@ -57,6 +58,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         for name in local.remove_leftovers():
             logger.warning("removed %s, left behind by an interrupted backup or fetch", name)
         set_id = _unused_set_id()
+        started = time.monotonic()
         try:
             manifest = _write_set(set_id, only, report)
         except OSError as exc:
@@ -77,7 +79,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
             logger.exception("BACKUP FAILED: set %s was not written", set_id)
             status.record_failure("backup", exc, set_id)
             raise
-        status.record_success(set_id)
+        status.record_success(set_id, round(time.monotonic() - started, 3), total_size(manifest))
         outcome = BackupOutcome(set_id, manifest, offsite=None, offsite_configured=s3.configured())
         if upload and outcome.offsite_configured:
             try:

@@ -16,6 +16,7 @@ from shop.backups.local import backup_root, ensure_backup_root
 from shop.backups.manifest import write_json_atomic
 
 STATUS_NAME = "status.json"
+HISTORY_LENGTH = 120  # sets drawn in the admin's chart; kept here, as pruned sets leave no trace
 logger = logging.getLogger("shop.backups")
 
 
@@ -50,13 +51,26 @@ def _updating():
         write_json_atomic(root / STATUS_NAME, status)
 
 
+# For shop/backups/alerts.py, which changes the alert state under the same lock.
+updating = _updating
+
+
 def set_record(status: dict, set_id: str) -> dict:
     return status.get("sets", {}).get(set_id, {})
 
 
-def record_success(set_id: str) -> None:
+def record_success(set_id: str, duration_seconds: float | None = None, size_bytes: int | None = None) -> None:
+    """A set was written and published; its duration and size feed the metrics and the chart."""
     with _updating() as status:
-        status["last_success"] = {"id": set_id, "at": now_iso()}
+        run = {"id": set_id, "at": now_iso(), "duration_seconds": duration_seconds, "bytes": size_bytes}
+        status["last_success"] = run
+        status["last_backup"] = {"ok": True, "at": run["at"], "id": set_id, "error": ""}
+        status["history"] = [*status.get("history", []), run][-HISTORY_LENGTH:]
+
+
+# The outcome of the latest attempt of each kind (what the alerts look at), by failure stage;
+# "verify" is recorded only by the scheduled test restore (the drill, tasks.verify_latest_set).
+RESULT_KEYS = {"backup": "last_backup", "upload": "last_upload", "verify": "last_drill"}
 
 
 def record_failure(stage: str, error: Exception, set_id: str | None = None) -> None:
@@ -64,6 +78,8 @@ def record_failure(stage: str, error: Exception, set_id: str | None = None) -> N
     try:
         with _updating() as status:
             status["last_failure"] = {"stage": stage, "error": str(error), "id": set_id, "at": now_iso()}
+            if stage in RESULT_KEYS:
+                status[RESULT_KEYS[stage]] = {"ok": False, "at": now_iso(), "id": set_id, "error": str(error)}
     except OSError:
         logger.exception("could not record the failure in %s", STATUS_NAME)
 
@@ -85,11 +101,15 @@ def record_offsite(set_id: str, ok: bool, error: str = "") -> None:
         offsite["error"] = error
         if ok:
             offsite["verified_at"] = offsite["last_attempt_at"]
+            status["last_upload"] = {"ok": True, "at": offsite["verified_at"], "id": set_id, "error": ""}
+            status["last_upload_success"] = {"id": set_id, "at": offsite["verified_at"]}
 
 
 def record_test_restore(set_id: str) -> None:
     with _updating() as status:
-        status["last_test_restore"] = {"id": set_id, "at": now_iso()}
+        at = now_iso()
+        status["last_test_restore"] = {"id": set_id, "at": at}
+        status["last_drill"] = {"ok": True, "at": at, "id": set_id, "error": ""}
 
 
 def record_restore(set_id: str, summary: list[str]) -> None:

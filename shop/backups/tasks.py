@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from shop.backups import local, status
+from shop.backups import alerts, local, status
 from shop.backups.backup import run_backup, upload_with_lock
 from shop.backups.errors import BackupBusy, BackupError, OffsiteError
 from shop.backups.progress import LoggingReporter
@@ -39,6 +39,8 @@ def scheduled_backup() -> str | None:
     except BackupBusy as exc:
         logger.warning("scheduled backup skipped: %s", exc)
         return None
+    finally:
+        _check_alerts()  # a failure is mailed now, not at the next periodic check
     if outcome.offsite is False:
         # The local set is good; only the offsite copy is missing. Retry that, not the backup.
         upload_backup_set.apply_async(args=[outcome.set_id], countdown=UPLOAD_RETRY_BACKOFF)
@@ -78,5 +80,22 @@ def verify_latest_set() -> str | None:
         )  # expected: no traceback
         status.record_failure("verify", exc, set_id)
         raise
+    finally:
+        _check_alerts()
     logger.info("set %s passed a test restore", set_id)
     return set_id
+
+
+@shared_task(name="shop.backups.tasks.check_backup_alerts")
+def check_backup_alerts() -> list[str]:
+    """Run by Celery beat every BACKUP_ALERT_CHECK_MINUTES: mails ADMINS when an alert starts or ends.
+    A quick task (seconds), with the quick tasks' time limits: a mail server that hangs is cut off."""
+    return alerts.check_and_notify()
+
+
+def _check_alerts() -> None:
+    # After a backup or drill: a broken alert check must not hide the task's own outcome.
+    try:
+        alerts.check_and_notify()
+    except Exception:
+        logger.exception("the backup alert check failed")

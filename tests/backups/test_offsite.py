@@ -107,8 +107,10 @@ def test_s3_unreachable_fails_the_command_keeps_the_set_and_warns_in_readyz(
     assert status.read_status()["last_failure"]["stage"] == "upload"
     backup = client.get("/readyz").json()["backup"]
     assert client.get("/readyz").status_code == 200
-    assert (backup["status"], backup["offsite"]) == ("ok", "not offsite")
+    # The set is good, so the shop stays ready; the failed upload is an alert (mailed, shown).
+    assert (backup["status"], backup["offsite"]) == ("failing", "not offsite")
     assert "could not be reached" in backup["warnings"][0]
+    assert "could not be reached" in backup["alerts"]["upload"]
     assert no_tracebacks(caplog) == []
 
 

@@ -33,10 +33,11 @@ def test_readyz_reports_the_age_of_the_newest_good_backup(client, shop_data, set
 
     status.record_local_check(set_id, False, "checksum mismatch")  # found corrupt later
     assert client.get("/readyz").json()["backup"]["status"] == "missing"
-    status.record_local_check(make_old(set_id, days=2), True)
+    status.record_local_check(make_old(set_id, days=3), True)  # the daily schedule's limit: 48 hours
     backup = client.get("/readyz").json()["backup"]
     assert backup["status"] == "stale"
-    assert backup["age_seconds"] > settings.BACKUP_MAX_AGE_HOURS * 3600
+    assert backup["max_age_seconds"] == 48 * 3600
+    assert backup["age_seconds"] > backup["max_age_seconds"]
 
 
 def test_the_admin_shows_sets_and_the_last_failure(admin_client, shop_data, backup_settings):

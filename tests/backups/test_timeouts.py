@@ -77,7 +77,11 @@ def test_a_restore_that_cannot_finish_is_stopped(settings, tmp_path):
 def test_every_task_has_soft_and_hard_time_limits(settings):
     celery_app.loader.import_default_modules()
     tasks = {name: task for name, task in celery_app.tasks.items() if name.startswith("shop.")}
-    quick = {"shop.catalog.tasks.generate_thumbnails", "shop.orders.tasks.send_order_confirmation"}
+    quick = {
+        "shop.catalog.tasks.generate_thumbnails",
+        "shop.orders.tasks.send_order_confirmation",
+        "shop.backups.tasks.check_backup_alerts",
+    }
     backups = {
         "shop.backups.tasks.scheduled_backup",
         "shop.backups.tasks.upload_backup_set",

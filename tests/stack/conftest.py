@@ -4,6 +4,7 @@
 import pytest
 
 from tests.stack import programs
+from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
 
 
 @pytest.fixture
@@ -16,3 +17,15 @@ def stack_programs():
 def nginx():
     """The nginx binary (skip, or fail on CI, without)."""
     return programs.nginx_program()
+
+
+@pytest.fixture
+def stack(tmp_path, stack_programs):
+    """A fresh runner stack (not started) in a data root of its own, everything stopped afterwards."""
+    root = make_data_root()
+    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
+    try:
+        yield runner
+    finally:
+        runner.kill_everything()
+        remove_data_root(root)

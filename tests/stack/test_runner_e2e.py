@@ -28,20 +28,8 @@ from tests.shop_http import (
     upload_product,
     wait_for_thumbnail,
 )
-from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def stack(tmp_path, stack_programs):
-    root = make_data_root()
-    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
-    try:
-        yield runner
-    finally:
-        runner.kill_everything()
-        remove_data_root(root)
 
 
 def superuser_connection(stack, dbname: str = "postgres") -> psycopg.Connection:
