@@ -3,12 +3,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 
 from shop.cart.cart import Cart
-from shop.orders import payments
+from shop.orders import guest_orders, payments
 from shop.orders.forms import CheckoutForm
 from shop.orders.models import Order
 from shop.orders.services import CheckoutError, place_order
-
-PLACED_ORDERS_SESSION_KEY = "placed_orders"
 
 
 def checkout(request):
@@ -29,7 +27,7 @@ def checkout(request):
                 messages.error(request, str(error))
             else:
                 cart.clear()
-                _remember_order(request, order)
+                guest_orders.remember(request.session, order)
                 return redirect(order)
     else:
         if not cart:
@@ -61,12 +59,6 @@ def _initial_for(user) -> dict:
     return initial
 
 
-def _remember_order(request, order: Order) -> None:
-    placed = request.session.get(PLACED_ORDERS_SESSION_KEY, [])
-    if order.number not in placed:
-        request.session[PLACED_ORDERS_SESSION_KEY] = [*placed, order.number][-20:]
-
-
 def detail(request, number):
     order = get_object_or_404(Order.objects.prefetch_related("lines", "events"), number=number)
     if not _may_see(request, order):
@@ -81,4 +73,4 @@ def _may_see(request, order: Order) -> bool:
     user = request.user
     if user.is_authenticated and (user.is_staff or order.user_id == user.pk):
         return True
-    return order.number in request.session.get(PLACED_ORDERS_SESSION_KEY, [])
+    return order.number in guest_orders.placed_in(request.session)

@@ -4,7 +4,7 @@
 import pytest
 
 from tests.stack import programs
-from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
+from tests.stack.runner import fresh_stack
 
 
 @pytest.fixture
@@ -22,10 +22,5 @@ def nginx():
 @pytest.fixture
 def stack(tmp_path, stack_programs):
     """A fresh runner stack (not started) in a data root of its own, everything stopped afterwards."""
-    root = make_data_root()
-    runner = StackRunner(stack_environment(root), tmp_path / "stack.log")
-    try:
+    with fresh_stack(tmp_path / "stack.log") as runner:
         yield runner
-    finally:
-        runner.kill_everything()
-        remove_data_root(root)

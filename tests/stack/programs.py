@@ -38,3 +38,14 @@ def nginx_program() -> str:
     if nginx is None:
         skip_or_fail(f"nginx is not installed: install {runner.INSTALL_HINTS['nginx']}")
     return nginx
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def chromium_program() -> str:
+    """Debian's Chromium, which the browser tests (tests/browser) drive through Playwright.
+    Playwright's own browser downloads are not used: our machines reach no download host."""
+    if not os.access(CHROMIUM, os.X_OK):
+        skip_or_fail(f"Chromium is not installed at {CHROMIUM}: install it with `apt-get install chromium`")
+    return CHROMIUM

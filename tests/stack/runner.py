@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -269,3 +270,16 @@ def with_suppressed_lookup(function, *args) -> None:
 
 def remove_data_root(root: Path) -> None:
     shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_stack(log_path: Path) -> Iterator[StackRunner]:
+    """A runner (not started yet) on a fresh DATA_PATH and free ports; afterwards, also after a
+    failure, nothing it started is left running and its data is gone."""
+    root = make_data_root()
+    runner = StackRunner(stack_environment(root), log_path)
+    try:
+        yield runner
+    finally:
+        runner.kill_everything()
+        remove_data_root(root)

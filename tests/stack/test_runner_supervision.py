@@ -16,7 +16,7 @@ import pytest
 
 from ops.runner import PROJECT_ROOT, START_RETRIES
 from tests.stack import programs
-from tests.stack.runner import StackRunner, is_zombie, make_data_root, remove_data_root, stack_environment
+from tests.stack.runner import StackRunner, fresh_stack, is_zombie
 
 pytestmark = pytest.mark.stack
 
@@ -28,14 +28,11 @@ UNCLEAN_START = ("not properly shut down", "automatic recovery in progress")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     programs.stack_programs()  # skip, or fail on CI, without them
-    root = make_data_root()
-    runner = StackRunner(stack_environment(root), tmp_path_factory.mktemp("stack") / "stack.log")
     try:
-        TIMINGS["first start"] = runner.start()
-        yield runner
+        with fresh_stack(tmp_path_factory.mktemp("stack") / "stack.log") as runner:
+            TIMINGS["first start"] = runner.start()
+            yield runner
     finally:
-        runner.kill_everything()
-        remove_data_root(root)
         print("\nsupervised stack timings (s):", {name: round(value, 1) for name, value in TIMINGS.items()})
 
 
