@@ -33,3 +33,14 @@ def test_a_missing_program_fails_on_ci(monkeypatch):
         programs.stack_programs()
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         programs.nginx_program()
+
+
+def test_without_chromium_the_browser_tests_skip_on_a_developer_machine_and_fail_on_ci(monkeypatch):
+    monkeypatch.setattr(programs, "CHROMIUM", "/nonexistent/chromium")
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        programs.chromium_program()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        programs.chromium_program()
