@@ -8,6 +8,7 @@ the HTML of every open page in test-artifacts/browser/, whose paths the report a
 """
 
 import shutil
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -50,14 +51,27 @@ def shop_stack(tmp_path_factory) -> StackRunner:
     """The runner's stack with the tests' catalog (tests/browser/catalog.py) and a staff user."""
     programs.stack_programs()  # skip, or fail on CI, without them
     programs.chromium_program()  # before the stack's start, not after it
-    with fresh_stack(tmp_path_factory.mktemp("browser-stack") / "stack.log") as stack:
-        stack.start()
-        stack.manage(
-            "shell",
-            "-c",
-            f"from tests.browser.catalog import seed; seed({STAFF_USER!r}, {STAFF_PASSWORD!r})",
-        )
-        yield stack
+    timings = {}
+    began = time.monotonic()
+    try:
+        # Its data is thrown away afterwards: no orderly stop (tests/stack tests those).
+        with fresh_stack(
+            tmp_path_factory.mktemp("browser-stack") / "stack.log", graceful_stop=False
+        ) as stack:
+            timings["start"] = stack.start()
+            seeded = time.monotonic()
+            stack.manage(
+                "shell",
+                "-c",
+                f"from tests.browser.catalog import seed; seed({STAFF_USER!r}, {STAFF_PASSWORD!r})",
+            )
+            timings["catalog"] = time.monotonic() - seeded
+            yield stack
+            stopped = time.monotonic()
+        timings["stop"] = time.monotonic() - stopped
+    finally:
+        timings["in all"] = time.monotonic() - began
+        print("\nbrowser stack timings (s):", {name: round(value, 1) for name, value in timings.items()})
 
 
 @pytest.fixture(scope="session")

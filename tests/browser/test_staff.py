@@ -60,7 +60,9 @@ def test_a_product_added_in_the_admin_shows_on_the_storefront_with_its_thumbnail
 
 
 def expect_loaded(image) -> None:
-    """The browser fetched and decoded it (through nginx's /media/): it has a natural size."""
+    """The browser fetched and decoded a thumbnail (through nginx's /media/), whichever of the
+    `srcset` it chose: what it shows (currentSrc) is a WebP thumbnail with a natural size."""
     image.scroll_into_view_if_needed()
     expect(image).to_have_js_property("complete", True)
     assert image.evaluate("img => img.naturalWidth") > 0
+    assert THUMBNAIL.search(image.evaluate("img => img.currentSrc"))

@@ -199,8 +199,16 @@ class StackRunner:
     def leftover_processes(self) -> list[int]:
         return [pid for pid in self.stack_processes() if not is_zombie(pid)]
 
-    def kill_everything(self) -> None:
-        """Teardown, also after a failure: nothing may outlive the test."""
+    def kill_everything(self, graceful: bool = True) -> None:
+        """Teardown, also after a failure: nothing may outlive the test. Not `graceful`: for a
+        stack whose data is thrown away, no orderly stop, PostgreSQL's immediate shutdown and
+        SIGKILL for the rest (supervisord first, so that it restarts nothing meanwhile)."""
+        if self.process is not None and not graceful:
+            with contextlib.suppress(OSError, ValueError):  # no pid file: it never got that far
+                with_suppressed_lookup(os.kill, self.supervisord_pid(), signal.SIGKILL)
+            with_suppressed_lookup(os.kill, self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
         if self.process is not None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -273,7 +281,7 @@ def remove_data_root(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def fresh_stack(log_path: Path) -> Iterator[StackRunner]:
+def fresh_stack(log_path: Path, graceful_stop: bool = True) -> Iterator[StackRunner]:
     """A runner (not started yet) on a fresh DATA_PATH and free ports; afterwards, also after a
     failure, nothing it started is left running and its data is gone."""
     root = make_data_root()
@@ -281,5 +289,5 @@ def fresh_stack(log_path: Path) -> Iterator[StackRunner]:
     try:
         yield runner
     finally:
-        runner.kill_everything()
+        runner.kill_everything(graceful=graceful_stop)
         remove_data_root(root)
