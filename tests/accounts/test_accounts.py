@@ -1,3 +1,5 @@
+import re
+
 from shop.accounts.models import User
 
 PASSWORD = "a-long-Passphrase-42"
@@ -45,3 +47,23 @@ def test_order_history_needs_an_account(client, db):
     response = client.get("/accounts/orders/")
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_a_wrong_password_is_described_on_both_fields(client, db):
+    """The error belongs to neither field alone: both are marked invalid and point at it."""
+    User.objects.create_user("gail", "gail@example.com", PASSWORD)
+    response = client.post("/accounts/login/", {"username": "gail", "password": "not-it"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert '<ul class="errorlist nonfield" id="sign-in-error" role="alert">' in html
+    for name in ("username", "password"):
+        field = re.search(rf'<input[^>]*name="{name}"[^>]*>', html).group(0)
+        assert 'aria-invalid="true"' in field
+        assert 'aria-describedby="sign-in-error"' in field
+
+
+def test_the_sign_in_form_marks_nothing_invalid_before_a_mistake(client, db):
+    html = client.get("/accounts/login/").content.decode()
+    assert "aria-invalid" not in html
+    assert "sign-in-error" not in html

@@ -92,3 +92,15 @@ def test_sign_up_errors_are_tied_to_their_fields(page: Page):
     expect(confirmation).to_have_attribute("aria-invalid", "true")
     expect(confirmation).to_have_accessible_description(re.compile("didn.t match"))
     expect(field(page, "Username")).not_to_have_attribute("aria-invalid", "true")
+
+
+def test_a_failed_sign_in_is_described_on_both_fields(page: Page):
+    page.goto("/accounts/login/")
+    field(page, "Username").fill("nobody-here")
+    field(page, "Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("correct username and password")
+    for label in ("Username", "Password"):
+        expect(field(page, label)).to_have_attribute("aria-invalid", "true")
+        expect(field(page, label)).to_have_accessible_description(re.compile("correct username and password"))
