@@ -145,15 +145,16 @@ REDIS_DB_SESSIONS = env.int("REDIS_DB_SESSIONS", default=2)
 REDIS_SOCKET_TIMEOUT = env.int("REDIS_SOCKET_TIMEOUT", default=5)
 REDIS_CACHE_OPTIONS = {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT}
 
+# shop.redis_cache: Django's Redis backend, reusing one client instead of building one per command.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "shop.redis_cache.RedisCache",
         "LOCATION": redis_url(REDIS_DB_CACHE),
         "KEY_PREFIX": "cache",
         "OPTIONS": REDIS_CACHE_OPTIONS,
     },
     "sessions": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "shop.redis_cache.RedisCache",
         "LOCATION": redis_url(REDIS_DB_SESSIONS),
         "KEY_PREFIX": "session",
         # Sessions (and the carts in them) must outlive the cache default of 300 s.
