@@ -404,3 +404,6 @@ PRODUCTS_PER_PAGE = 12
 # A product with this many or fewer left shows "Only N left" (0 shows "Sold out").
 LOW_STOCK_THRESHOLD = env.int("LOW_STOCK_THRESHOLD", default=5)
 EMAIL_SUBJECT_PREFIX = f"[{SHOP_NAME}] "
+# Seconds a rendered catalog fragment stays in Redis (shop/catalog/cache.py). A catalog change
+# makes it unused at once (a new catalog version); this only bounds the memory old ones hold.
+CATALOG_FRAGMENT_TIMEOUT = env.int("CATALOG_FRAGMENT_TIMEOUT", default=600)

@@ -6,6 +6,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Q
 
+from shop.catalog.cache import bump_catalog_version
 from shop.catalog.images import THUMBNAIL_SIZES, make_thumbnail, normalize_image, thumbnail_name
 from shop.catalog.models import Product, ProductImage
 from shop.catalog.storage import lock_image_files, product_image_storage
@@ -46,6 +47,7 @@ def generate_thumbnails_for(image_id: int) -> ProductImage | None:
         ProductImage.objects.filter(pk=image_id).update(
             thumbnail_small=image.thumbnail_small, thumbnail_large=image.thumbnail_large
         )
+        bump_catalog_version()  # pages show the thumbnail instead of the original
     return image
 
 

@@ -1,9 +1,11 @@
-"""Keep MEDIA_ROOT in step with ProductImage rows, only ever after a commit."""
+"""Keep MEDIA_ROOT in step with ProductImage rows, only ever after a commit; and invalidate the
+cached catalog fragments (shop/catalog/cache.py) on every saved or deleted catalog row."""
 
 from django.db.models.signals import post_delete, post_init, post_save, pre_save
 from django.dispatch import receiver
 
-from shop.catalog.models import ProductImage
+from shop.catalog.cache import bump_catalog_version
+from shop.catalog.models import Category, Product, ProductImage
 from shop.catalog.services import delete_files_after_commit, schedule_thumbnails
 
 
@@ -35,3 +37,14 @@ def after_image_saved(sender, instance, created, **kwargs):
 @receiver(post_delete, sender=ProductImage)
 def after_image_deleted(sender, instance, **kwargs):
     delete_files_after_commit(instance.stored_names())
+
+
+def catalog_changed(sender, **kwargs):
+    bump_catalog_version()
+
+
+for model in (Category, Product, ProductImage):
+    post_save.connect(catalog_changed, sender=model, dispatch_uid=f"catalog-version-save-{model.__name__}")
+    post_delete.connect(
+        catalog_changed, sender=model, dispatch_uid=f"catalog-version-delete-{model.__name__}"
+    )

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from shop.catalog.cache import bump_catalog_version
 from shop.catalog.models import Product, StockMovement
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def adjust_stock(
             order=order,
             user=user if user is not None and user.is_authenticated else None,
         )
+        bump_catalog_version()  # an UPDATE sends no signal: stock states on pages change
     product.stock = product._stock_as_read = stock_after
     logger.info("stock of %s (%s): %+d -> %d, %s", product.sku, product.pk, delta, stock_after, reason)
     return movement
