@@ -273,3 +273,36 @@ def test_a_catalog_change_with_redis_unreachable_is_saved_and_logged(teapot, set
     assert teapot.stock == 8
     assert "could not bump the catalog version" in caplog.text
     assert Category.objects.count() == 1
+
+
+# --- what a page costs in Redis ------------------------------------------------------------------
+
+
+def redis_reads(fetch) -> tuple[int, int]:
+    """(hits, misses) of the Redis server while `fetch()` runs: every GET of the cache and the
+    sessions (one server, separate databases)."""
+    client = cache._cache.get_client()
+
+    def stats():
+        info = client.info("stats")
+        return info["keyspace_hits"], info["keyspace_misses"]
+
+    hits, misses = stats()
+    fetch()
+    after_hits, after_misses = stats()
+    return after_hits - hits, after_misses - misses
+
+
+def test_a_visitor_without_a_cart_costs_one_redis_read(client, teapot):
+    """The catalog version, and nothing else: fragments come from the process's memory and a
+    visitor without a session cookie has no session to read (CSRF lives in a cookie)."""
+    url = f"/product/{teapot.slug}/"
+    warm(client, teapot)
+    assert "sessionid" not in client.cookies
+    assert redis_reads(lambda: client.get(url)) == (1, 0)
+
+    page = client.get(url).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    client.post(f"/cart/add/{teapot.pk}/", {"quantity": "1", "csrfmiddlewaretoken": token})
+    assert "sessionid" in client.cookies
+    assert redis_reads(lambda: client.get(url)) == (2, 0)  # and, with a cart, the session
