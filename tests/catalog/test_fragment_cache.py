@@ -78,7 +78,7 @@ def test_name_edited_in_the_admin_shows_on_the_next_request(client, admin_client
 
 def test_stock_adjusted_in_the_admin_shows_on_the_next_request(client, admin_client, teapot):
     warm(client, teapot)
-    assert "5 in stock" in client.get(f"/product/{teapot.slug}/").content.decode()
+    assert "Only 5 left" in client.get(f"/product/{teapot.slug}/").content.decode()
 
     response = admin_client.post(
         f"/admin/catalog/product/{teapot.pk}/adjust-stock/", {"delta": "-5", "reason": "Count"}
@@ -148,7 +148,7 @@ def test_a_checkout_changes_the_stock_shown(client, teapot):
 
     place_order({teapot.pk: 2}, CUSTOMER, "bank_transfer", "idempotency-key-1")
 
-    assert "3 in stock" in client.get(f"/product/{teapot.slug}/").content.decode()
+    assert "Only 3 left" in client.get(f"/product/{teapot.slug}/").content.decode()
 
 
 def test_a_page_served_from_fragments_runs_no_sql(client, teapot, django_assert_num_queries):
@@ -306,3 +306,22 @@ def test_a_visitor_without_a_cart_costs_one_redis_read(client, teapot):
     client.post(f"/cart/add/{teapot.pk}/", {"quantity": "1", "csrfmiddlewaretoken": token})
     assert "sessionid" in client.cookies
     assert redis_reads(lambda: client.get(url)) == (2, 0)  # and, with a cart, the session
+
+
+def test_cached_listings_follow_the_sort_and_page_in_the_url(client, make_product, category):
+    for n, price in enumerate(["3.00", "1.00", "2.00"]):
+        make_product(name=f"Mug {n}", price=price)
+    url = f"/category/{category.slug}/"
+    for _ in range(2):
+        cheapest_first = client.get(url, {"sort": "price"}).content.decode()
+        dearest_first = client.get(url, {"sort": "-price"}).content.decode()
+        assert cheapest_first.index("Mug 1") < cheapest_first.index("Mug 0")
+        assert dearest_first.index("Mug 0") < dearest_first.index("Mug 1")
+
+
+def test_listings_with_other_parameters_are_rendered_not_cached(client, teapot):
+    before = len(fragment_keys())
+    url = f"/category/{teapot.category.slug}/"
+    for params in ({"utm": "x"}, {"sort": "bogus"}, {"page": "0"}, {"page": ["1", "2"]}):
+        assert "Blue Teapot" in client.get(url, params).content.decode()
+    assert len(fragment_keys()) == before + 2  # the navigation and the title, not the listing
