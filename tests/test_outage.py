@@ -60,7 +60,14 @@ def test_an_outage_answers_503_and_the_shop_recovers_by_itself(shop, service, na
     try:
         for path in ("/", "/cart/", "/product/blue-mug/", "/orders/checkout/"):
             for _ in range(3):
-                assert_unavailable(customer.get(f"{url}{path}", timeout=15))
+                response = customer.get(f"{url}{path}", timeout=15)
+                if service == "postgres" and path == "/product/blue-mug/":
+                    # Seen before the outage: served from cached fragments (shop/catalog/cache.py),
+                    # which need no query; the catalog cannot change while PostgreSQL is down.
+                    assert response.status_code == 200
+                    assert "Blue mug" in response.text
+                else:
+                    assert_unavailable(response)
         assert_unavailable(
             customer.post(
                 f"{url}/cart/add/1/",
