@@ -16,7 +16,6 @@ from tests.shop_http import (
     staff_session,
     upload_product,
 )
-from tests.stack.test_runner_e2e import stack  # noqa: F401  (the fixture: a fresh runner stack)
 
 pytestmark = pytest.mark.stack
 
@@ -28,7 +27,7 @@ def seen_by_both_workers(visitor, url: str, times: int = 6) -> str:
     return pages[-1].text
 
 
-def test_admin_edits_show_through_nginx_on_the_next_request(stack):  # noqa: F811
+def test_admin_edits_show_through_nginx_on_the_next_request(stack):
     stack.start()
     base = stack.url
     category_id = stack.manage(
