@@ -39,6 +39,7 @@ from shop.backups.manifest import (
     write_json_atomic,
 )
 from shop.backups.progress import human_bytes
+from shop.backups.recovery import recover_interrupted_restore
 
 logger = logging.getLogger("shop.backups")
 
@@ -55,6 +56,7 @@ class BackupOutcome:
 def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOutcome:
     """Make one backup set; BackupBusy at once if another backup or restore is running."""
     with backup_lock("backup"):
+        _recover_interrupted_restore(report)
         for name in local.remove_leftovers():
             logger.warning("removed %s, left behind by an interrupted backup or fetch", name)
         set_id = _unused_set_id()
@@ -91,6 +93,17 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         # pruning it would only fail again and hide the upload error in the status.
         _prune(report, include_s3=upload and outcome.offsite is not False)
         return outcome
+
+
+def _recover_interrupted_restore(report) -> None:
+    """A restore killed halfway is finished or undone before anything is backed up: a half-swapped
+    database and uploads must never become a set. If that fails, so does the backup."""
+    try:
+        recover_interrupted_restore(report)
+    except BackupError as exc:
+        logger.error("BACKUP FAILED: an interrupted restore could not be recovered: %s", exc)
+        status.record_failure("backup", exc)
+        raise
 
 
 def _unused_set_id() -> str:
