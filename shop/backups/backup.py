@@ -15,6 +15,7 @@ import shop
 from shop.backups import crypto, local, retention, s3, status
 from shop.backups.archive import write_uploads_archive
 from shop.backups.database import (
+    dump_compression,
     dump_snapshot,
     exported_snapshot,
     kill_process_group,
@@ -154,7 +155,8 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
     report.step(f"Dumping database {live_database_name()} ...")
     running = []  # the pg_dump process, to stop it if anything here fails (or a time limit strikes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
-        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append)
+        compression = dump_compression(snapshot.pg_dump_version)
+        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append, compression)
         try:
             # While pg_dump runs: what the manifest says about the same snapshot.
             row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
@@ -173,6 +175,7 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
         "name": live_database_name(),
         "server_version": snapshot.server_version,
         "pg_dump_version": snapshot.pg_dump_version,
+        "dump_compression": compression or "default",
         "migrations": migrations,
         "row_counts": row_counts,
     }
