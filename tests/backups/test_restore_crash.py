@@ -6,9 +6,11 @@ right after the step named by SHOP_RESTORE_FAILPOINT is durable in the journal.
 """
 
 import signal
+import subprocess
 from subprocess import PIPE
 
 import pytest
+from django.core.management.base import CommandError
 from django.db import connections
 
 from shop.backups import local
@@ -158,3 +160,46 @@ def test_the_next_restore_recovers_first_then_restores(old_and_new, media_root):
     assert live_state(media_root) == old_and_new["finished"]
     assert not journal_path().exists()
     assert len(derived_databases()) == 1  # the pre-restore copy of this restore only
+
+
+@pytest.fixture
+def read_only_media(media_root):
+    """MEDIA_ROOT bind-mounted read-only onto itself, as the backup worker mounts the uploads
+    (needs root; skipped otherwise). Yields a function that makes it writable again."""
+    steps = [
+        ["mount", "--bind", str(media_root), str(media_root)],
+        ["mount", "-o", "remount,bind,ro", str(media_root)],
+    ]
+    for step in steps:
+        result = subprocess.run(step, capture_output=True, check=False)
+        if result.returncode != 0:
+            subprocess.run(["umount", "-l", str(media_root)], capture_output=True, check=False)
+            pytest.skip(f"cannot mount here (needs root): {result.stderr.decode().strip()}")
+    mounted = [True]
+
+    def make_writable():
+        subprocess.run(["umount", str(media_root)], check=True)
+        mounted.clear()
+
+    yield make_writable
+    if mounted:
+        subprocess.run(["umount", "-l", str(media_root)], check=True)
+
+
+def test_a_backup_where_the_uploads_are_read_only_refuses_to_recover_and_changes_nothing(
+    old_and_new, media_root, request
+):
+    kill_restore_after("uploads-moved-out")  # the restored database is live: it must be finished
+    make_writable = request.getfixturevalue("read_only_media")
+    rows_now = live_state(media_root)[0]
+
+    with pytest.raises(CommandError, match=r"may not write there .* Nothing was changed"):
+        run_command("backup_now", "--no-upload")
+
+    assert journal_path().exists()
+    assert len(local.local_set_ids()) == 1  # only the set restored from: the backup made none
+    assert live_state(media_root)[0] == rows_now
+    make_writable()
+    assert "restore was finished" in "\n".join(run_command("restore_backup", "--recover"))
+    assert live_state(media_root) == old_and_new["finished"]
+    assert_clean("finished", media_root)
