@@ -81,8 +81,9 @@ def restore(
     with backup_lock("restore"):
         if not dry_run:
             recover_interrupted_restore(report)
-        for name in drop_scratch_databases():
-            logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
+        if not journal_path().exists():  # a dry run leaves an interrupted restore's staging alone
+            for name in drop_scratch_databases():
+                logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
         set_id = set_id or latest_set_id(source)
         with opened_set(set_id, source, report, identity) as (directory, manifest, where):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
