@@ -366,6 +366,9 @@ BACKUP_ALERT_CHECK_MINUTES = env.int("BACKUP_ALERT_CHECK_MINUTES", default=15)
 # Seconds pg_dump or pg_restore may run before it is killed and the backup, verification or
 # restore fails cleanly (0: no limit). A big shop's dump takes hours; a locked table forever.
 BACKUP_PG_TIMEOUT = env.int("BACKUP_PG_TIMEOUT", default=6 * 3600)
+# pg_dump's --compress: "auto" (zstd:1 where pg_dump is 16 or later, else pg_dump's default),
+# "default" (never pass --compress), or a value for --compress ("zstd:9", "gzip:6", "lz4", "none").
+BACKUP_DUMP_COMPRESSION = env.str("BACKUP_DUMP_COMPRESSION", default="auto")
 # Celery time limits of the backup tasks (backup, upload retry, test restore), in seconds:
 # above BACKUP_PG_TIMEOUT, so the dump's own limit ends a stuck run with a clear error first.
 BACKUP_TASK_SOFT_TIME_LIMIT = env.int("BACKUP_TASK_SOFT_TIME_LIMIT", default=8 * 3600)

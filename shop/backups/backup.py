@@ -15,6 +15,7 @@ import shop
 from shop.backups import crypto, local, retention, s3, status
 from shop.backups.archive import write_uploads_archive
 from shop.backups.database import (
+    dump_compression,
     dump_snapshot,
     exported_snapshot,
     kill_process_group,
@@ -39,6 +40,7 @@ from shop.backups.manifest import (
     write_json_atomic,
 )
 from shop.backups.progress import human_bytes
+from shop.backups.recovery import recover_interrupted_restore
 
 logger = logging.getLogger("shop.backups")
 
@@ -55,6 +57,7 @@ class BackupOutcome:
 def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOutcome:
     """Make one backup set; BackupBusy at once if another backup or restore is running."""
     with backup_lock("backup"):
+        _recover_interrupted_restore(report)
         for name in local.remove_leftovers():
             logger.warning("removed %s, left behind by an interrupted backup or fetch", name)
         set_id = _unused_set_id()
@@ -91,6 +94,17 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         # pruning it would only fail again and hide the upload error in the status.
         _prune(report, include_s3=upload and outcome.offsite is not False)
         return outcome
+
+
+def _recover_interrupted_restore(report) -> None:
+    """A restore killed halfway is finished or undone before anything is backed up: a half-swapped
+    database and uploads must never become a set. If that fails, so does the backup."""
+    try:
+        recover_interrupted_restore(report)
+    except BackupError as exc:
+        logger.error("BACKUP FAILED: an interrupted restore could not be recovered: %s", exc)
+        status.record_failure("backup", exc)
+        raise
 
 
 def _unused_set_id() -> str:
@@ -141,7 +155,8 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
     report.step(f"Dumping database {live_database_name()} ...")
     running = []  # the pg_dump process, to stop it if anything here fails (or a time limit strikes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
-        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append)
+        compression = dump_compression(snapshot.pg_dump_version)
+        dump = pool.submit(dump_snapshot, snapshot.id, incomplete / DB_FILE, running.append, compression)
         try:
             # While pg_dump runs: what the manifest says about the same snapshot.
             row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
@@ -160,6 +175,7 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
         "name": live_database_name(),
         "server_version": snapshot.server_version,
         "pg_dump_version": snapshot.pg_dump_version,
+        "dump_compression": compression or "default",
         "migrations": migrations,
         "row_counts": row_counts,
     }

@@ -221,13 +221,39 @@ def timeout_error(what: str, timeout: float) -> BackupError:
     )
 
 
-def dump_snapshot(snapshot_id: str, out_path: Path, started=None) -> tuple[str, int]:
+AUTO_COMPRESSION = "zstd:1"  # measured: smaller and faster than pg_dump's default gzip, and than zstd:3
+METHODS_SINCE_16 = ("zstd", "lz4", "none")  # pg_dump 15 and older take only a gzip level 0-9
+
+
+def dump_compression(pg_dump_version: str, setting: str | None = None) -> str | None:
+    """The value of pg_dump's --compress for BACKUP_DUMP_COMPRESSION (None: pass none, pg_dump's
+    default). A method this pg_dump does not have is an error, not silently something else."""
+    setting = (setting if setting is not None else settings.BACKUP_DUMP_COMPRESSION).strip().lower()
+    if setting in ("", "default"):
+        return None
+    if setting == "auto":
+        return AUTO_COMPRESSION if major(pg_dump_version) >= 16 else None
+    if major(pg_dump_version) < 16 and setting.split(":")[0] in (*METHODS_SINCE_16, "gzip"):
+        raise BackupError(
+            f"BACKUP_DUMP_COMPRESSION={setting} needs pg_dump 16 or later, and this one is "
+            f"{pg_dump_version}: set it to auto or default (or a gzip level 0-9), or install newer "
+            "PostgreSQL client tools."
+        )
+    return setting
+
+
+def dump_snapshot(
+    snapshot_id: str, out_path: Path, started=None, compression: str | None = None
+) -> tuple[str, int]:
     """Stream `pg_dump --format=custom` of the snapshot into out_path; (SHA-256, size).
 
     Uses no Django or psycopg connection, so it can run in a thread beside the uploads archive;
     `started(process)` is called with the pg_dump process, so that thread's caller can stop it.
+    `compression` is pg_dump's --compress (see dump_compression); None leaves its default.
     """
     command = ["pg_dump", "--format=custom", "--no-password", f"--snapshot={snapshot_id}"]
+    if compression is not None:
+        command.append(f"--compress={compression}")
     with create_private_file(out_path) as raw, HashingWriter(raw) as writer:
         _run_streaming(command, libpq_env(live_database_name()), writer, started)
         raw.flush()
@@ -506,29 +532,70 @@ class DatabaseSwap:
 
     `step` records how far it got, so `undo()` reverses exactly what was done, also when the
     swap failed between its two renames. New connections to the database being renamed are
-    refused while its sessions are terminated, so none can slip in before the rename.
+    refused while its sessions are terminated, so none can slip in before the rename. Every
+    step is reported to `on_step` (the restore journal), and a swap a killed process left
+    halfway is picked up again from the databases that exist (`resumed`).
     """
 
-    def __init__(self, live: str, replacement: str, previous: str):
+    def __init__(self, live: str, replacement: str, previous: str, on_step=None):
         self.live, self.replacement, self.previous = live, replacement, previous
+        self.on_step = on_step or (lambda step, **data: None)
         self.had_live: bool | None = None  # on a new server after a disaster there is none
         self.step = (
             "not started"  # -> "live moved aside" -> "swapped"; undo: -> "restored moved aside" -> "undone"
         )
 
+    @classmethod
+    def resumed(cls, live: str, replacement: str, previous: str, had_live: bool | None, on_step=None):
+        """The swap as a killed process left it. `had_live` is what it recorded when it started
+        (None: it never started), so the step follows from which of the three databases exist."""
+        swap = cls(live, replacement, previous, on_step)
+        swap.had_live = had_live
+        with maintenance_connection("shop-backups: restore recovery") as conn:
+            exists = {name: database_exists(conn, name) for name in (live, replacement, previous)}
+        if had_live is None:
+            return swap
+        if had_live and exists[previous] and not exists[live]:
+            swap.step = "live moved aside"  # the staged copy may be gone too (a verify dropped it)
+        elif exists[live] and not exists[replacement] and (exists[previous] or not had_live):
+            swap.step = "swapped"
+        elif had_live and not exists[live]:
+            raise BackupError(
+                f"neither {live} nor its previous copy {previous} exists: the interrupted restore cannot "
+                "be finished or undone automatically. Look at the databases (psql -l) and rename by hand."
+            )
+        return swap
+
     def run(self) -> None:
+        """Swap, or finish a swap a killed process left halfway (see `resumed`)."""
         with maintenance_connection("shop-backups: restore swap") as conn:
-            self.had_live = database_exists(conn, self.live)
-            if self.had_live:
-                _allow_connections(conn, self.live, False)
-                try:
-                    _rename(conn, self.live, self.previous)
-                finally:
-                    name = self.previous if database_exists(conn, self.previous) else self.live
+            if self.step == "not started":
+                self.had_live = database_exists(conn, self.live)
+                self.on_step("db-swap-started", had_live=self.had_live)
+                if self.had_live:
+                    self._move_live_aside(conn)
+            if self.step != "swapped":
+                _rename(conn, self.replacement, self.live)
+                self.step = "swapped"
+                self.on_step("db-swapped")
+
+    def _move_live_aside(self, conn: psycopg.Connection) -> None:
+        _allow_connections(conn, self.live, False)
+        try:
+            _rename(conn, self.live, self.previous)
+        finally:
+            name = self.previous if database_exists(conn, self.previous) else self.live
+            _allow_connections(conn, name, True)
+        self.step = "live moved aside"
+        self.on_step("db-live-moved-aside")
+
+    def allow_connections(self) -> None:
+        """After a killed swap: the live and previous databases accept connections again (a
+        process killed between refusing them and renaming leaves them refused)."""
+        with maintenance_connection("shop-backups: restore recovery") as conn:
+            for name in (self.live, self.previous):
+                if database_exists(conn, name):
                     _allow_connections(conn, name, True)
-                self.step = "live moved aside"
-            _rename(conn, self.replacement, self.live)
-            self.step = "swapped"
 
     def undo(self) -> None:
         """Give `live` its previous database back and drop the restored copy (the set still has it)."""
@@ -541,6 +608,21 @@ class DatabaseSwap:
                 _rename(conn, self.previous, self.live)
             self.step = "undone"
             drop_database(conn, self.replacement)
+
+    def summary(self, set_id: str, rows: str) -> list[str]:
+        """After a complete swap: what was restored, and the commands that roll it back."""
+        live, previous = self.live, self.previous
+        psql = f"psql -d {settings.BACKUP_MAINTENANCE_DATABASE}"
+        restored = f"Restored database {live} from set {set_id} ({rows})."
+        if not self.had_live:
+            return [restored, f"There was no database {live} before: nothing to roll back to."]
+        return [
+            restored,
+            f"The previous database is kept as {previous}. To roll back, stop the backend and workers, then:",
+            f'  {psql} -c \'ALTER DATABASE "{live}" RENAME TO "{live}__restored_{set_id}"\' '
+            f'-c \'ALTER DATABASE "{previous}" RENAME TO "{live}"\'',
+            f"When satisfied, drop the old one: {psql} -c 'DROP DATABASE \"{previous}\"'",
+        ]
 
     def state(self, maintenance_db: str) -> tuple[str, list[str]]:
         """(where the databases are now, the commands that give the live name its previous

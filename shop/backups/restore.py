@@ -12,6 +12,7 @@ is dropped, the uploads are moved back), and the error says so; if the undo itse
 error says exactly where everything is and which commands finish the job by hand.
 """
 
+import contextlib
 import logging
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +42,11 @@ from shop.backups.database import (
 )
 from shop.backups.errors import BackupError
 from shop.backups.inventory import latest_set_id, opened_set
+from shop.backups.journal import RestoreJournal, journal_path
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, UPLOADS_FILE, new_set_id, verify_files
 from shop.backups.progress import human_bytes
+from shop.backups.recovery import recover_interrupted_restore
 from shop.backups.swap import PREVIOUS_PREFIX, STAGING_PREFIX, UploadsSwap
 from shop.backups.verify import check_upload_totals
 
@@ -76,8 +79,11 @@ def restore(
     prints the plan, `identity` is the age identity file for an encrypted set. Returns the summary
     lines, or None for a dry run or a declined confirmation."""
     with backup_lock("restore"):
-        for name in drop_scratch_databases():
-            logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
+        if not dry_run:
+            recover_interrupted_restore(report)
+        if not journal_path().exists():  # a dry run leaves an interrupted restore's staging alone
+            for name in drop_scratch_databases():
+                logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
         set_id = set_id or latest_set_id(source)
         with opened_set(set_id, source, report, identity) as (directory, manifest, where):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
@@ -103,6 +109,11 @@ def make_plan(set_id: str, source: str, directory: Path, manifest: dict, only: s
     if only and only not in contents:
         raise BackupError(f"set {set_id} holds {', '.join(contents)}, not {only}.")
     plan = RestorePlan(set_id, source, directory, manifest, [only] if only else contents)
+    if journal_path().exists():  # only on a dry run: otherwise it was recovered under the lock already
+        plan.warnings.append(
+            f"an interrupted restore left {journal_path()}: the restore (or `restore_backup --recover`) "
+            "first finishes or undoes it"
+        )
     plan.lines.append(f"Backup set {set_id} from {source}, app version {manifest.get('app_version')}")
     if "db" in plan.parts:
         _plan_database(plan)
@@ -205,6 +216,17 @@ def execute(plan: RestorePlan, report) -> list[str]:
         for leftover in media_root.glob(f"{STAGING_PREFIX}*"):  # from a killed restore; we hold the lock
             logger.warning("removed %s, left behind by an interrupted restore", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
+    journal = RestoreJournal.begin(
+        set_id=plan.set_id,
+        parts=plan.parts,
+        live_db=live_database_name(),
+        staging_db=staging_db,
+        previous_db=previous_db,
+        media_root=str(media_root),
+        staging_dir=str(staging_dir),
+        previous_dir=str(previous_dir),
+        **restored_facts(plan),
+    )
     try:
         # pg_restore works in the server while we extract: the two overlap instead of adding up.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_restore") as pool:
@@ -213,7 +235,8 @@ def execute(plan: RestorePlan, report) -> list[str]:
                 _stage_uploads(plan, staging_dir, report)
             skipped_extensions = staged_db.result() if staged_db else []
     except BaseException as exc:
-        _discard_staging(staging_dir, staging_db)
+        discard_staging(staging_dir, staging_db)
+        journal.remove()
         if isinstance(exc, OSError):
             raise BackupError(f"staging the restore failed: {exc}. Nothing was changed.") from exc
         if isinstance(exc, BackupError) and "Nothing was changed" not in str(exc):
@@ -221,41 +244,60 @@ def execute(plan: RestorePlan, report) -> list[str]:
         raise
     swaps: list[DatabaseSwap | UploadsSwap] = []  # made so far, undone in reverse on any failure
     try:
+        journal.record("staged")
         if "db" in plan.parts:
             live = live_database_name()
             report.step(f"Swapping databases: {live} -> {previous_db}, {staging_db} -> live")
             connections.close_all()  # ours would be terminated anyway; close them cleanly
-            swaps.append(DatabaseSwap(live, staging_db, previous_db))
+            swaps.append(DatabaseSwap(live, staging_db, previous_db, journal.record))
             swaps[-1].run()
         if "uploads" in plan.parts:
             report.step(
                 f"Swapping uploads: {media_root}/* -> {previous_dir.name}/, {staging_dir.name}/* -> live"
             )
-            swaps.append(UploadsSwap(media_root, staging_dir, previous_dir))
+            swaps.append(UploadsSwap(media_root, staging_dir, previous_dir, journal.record))
             swaps[-1].run()
     except BaseException as exc:
-        raise _undo(swaps, exc, staging_dir, staging_db) from exc
-    summary = []
-    if "db" in plan.parts:
-        summary += _database_summary(plan, previous_db if swaps[0].had_live else None)
-        summary += skipped_extension_lines(skipped_extensions)
+        with contextlib.suppress(OSError):  # a journal that cannot be written must not stop the undo
+            journal.record("undoing", decision="undo")
+        raise _undo(swaps, exc, staging_dir, staging_db, journal) from exc
     if "uploads" in plan.parts:
         staging_dir.rmdir()  # empty now
         flush_to_disk(media_root)  # the renames too
-        summary += _uploads_summary(plan, media_root, previous_dir)
+    journal.record("finished")
+    journal.remove()
+    summary = []
+    if "db" in plan.parts:
+        summary += swaps[0].summary(plan.set_id, journal.data["restored_rows"])
+        summary += skipped_extension_lines(skipped_extensions)
+    if "uploads" in plan.parts:
+        summary += swaps[-1].summary(plan.set_id, journal.data["restored_files"])
     return summary
 
 
-def _discard_staging(staging_dir: Path, staging_db: str) -> None:
+def restored_facts(plan: RestorePlan) -> dict:
+    """What the restore brings, in words, kept in the journal for a recovery's summary."""
+    facts = {}
+    if "db" in plan.parts:
+        counts = plan.manifest["database"]["row_counts"]
+        facts["restored_rows"] = f"{sum(counts.values())} rows in {len(counts)} tables"
+    if "uploads" in plan.parts:
+        uploads = plan.manifest["uploads"]
+        facts["restored_files"] = f"{uploads['file_count']} upload files ({human_bytes(uploads['bytes'])})"
+    return facts
+
+
+def discard_staging(staging_dir: Path, staging_db: str) -> None:
     shutil.rmtree(staging_dir, ignore_errors=True)
     with maintenance_connection() as conn:
         drop_database(conn, staging_db)
 
 
-def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str) -> BackupError:
+def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str, journal) -> BackupError:
     """Undo every swap made, newest first; the error to raise says what happened and where things are."""
     if not swaps:
-        _discard_staging(staging_dir, staging_db)
+        discard_staging(staging_dir, staging_db)
+        journal.remove()
         return BackupError(f"the restore failed before swapping anything: {exc}. Nothing was changed.")
     what = "swapping the uploads" if isinstance(swaps[-1], UploadsSwap) else "swapping the databases"
     logger.error("RESTORE FAILED while %s (%s): undoing what was swapped", what, exc)
@@ -268,9 +310,8 @@ def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str) -
             undo_error = error
             break
     if undo_error is None:
-        shutil.rmtree(staging_dir, ignore_errors=True)
-        with maintenance_connection() as conn:  # already dropped by the database undo, if any
-            drop_database(conn, staging_db)
+        discard_staging(staging_dir, staging_db)  # the database is already dropped by its undo, if any
+        journal.remove()
         parts = []
         for swap in swaps:
             if isinstance(swap, DatabaseSwap) and swap.had_live is False:
@@ -300,14 +341,16 @@ def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str) -
         states.append(where)
         commands += fix
     how = (
-        " To put the previous data back by hand, stop the backend and workers, then run: "
+        " Or put the previous data back by hand: stop the backend and workers, then run: "
         + "; ".join(commands)
         if commands
         else ""
     )
     return BackupError(
         f"the restore failed while {what}: {exc}. Undoing it failed too ({undo_error}), so the "
-        f"live data is NOT as before. Now: {'; '.join(states)}.{how}"
+        f"live data is NOT as before. Now: {'; '.join(states)}. Once the cause is fixed, "
+        f"`manage.py restore_backup --recover` finishes the undo (the journal {journal_path()} "
+        f"records what was swapped).{how}"
     )
 
 
@@ -342,34 +385,4 @@ def skipped_extension_lines(names: list[str]) -> list[str]:
         f"Left out: extension(s) {', '.join(names)} of the dump, which only a superuser may create "
         "(the shop does not need them). To add them back, as the PostgreSQL superuser:",
         f"  psql -d {live} {creates}",
-    ]
-
-
-def _database_summary(plan: RestorePlan, previous_db: str | None) -> list[str]:
-    live = live_database_name()
-    counts = plan.manifest["database"]["row_counts"]
-    psql = f"psql -d {settings.BACKUP_MAINTENANCE_DATABASE}"
-    rows = f"{sum(counts.values())} rows in {len(counts)} tables"
-    restored = f"Restored database {live} from set {plan.set_id} ({rows})."
-    if previous_db is None:
-        return [restored, f"There was no database {live} before: nothing to roll back to."]
-    return [
-        restored,
-        f"The previous database is kept as {previous_db}. To roll back, stop the backend and workers, then:",
-        f'  {psql} -c \'ALTER DATABASE "{live}" RENAME TO "{live}__restored_{plan.set_id}"\' '
-        f'-c \'ALTER DATABASE "{previous_db}" RENAME TO "{live}"\'',
-        f"When satisfied, drop the old one: {psql} -c 'DROP DATABASE \"{previous_db}\"'",
-    ]
-
-
-def _uploads_summary(plan: RestorePlan, media_root: Path, previous_dir: Path) -> list[str]:
-    uploads = plan.manifest["uploads"]
-    restored = f".restored-{plan.set_id}"
-    return [
-        f"Restored {uploads['file_count']} upload files ({human_bytes(uploads['bytes'])}) into {media_root}.",
-        f"The previous uploads are kept in {previous_dir} (hidden: never backed up, not served). "
-        "To roll back (MEDIA_ROOT itself stays in place, it may be a mount point):",
-        f"  cd {media_root} && mkdir {restored} && mv -- * {restored}/ "
-        f"&& mv -- {previous_dir.name}/* . && rmdir {previous_dir.name}",
-        f"When satisfied, delete the previous uploads: rm -r {previous_dir}",
     ]

@@ -7,9 +7,15 @@ beside it on a read-only root (EROFS, EACCES). So the staging directory and the 
 previous uploads are hidden directories *inside* MEDIA_ROOT (a leading dot: never archived by
 a backup, refused by nginx), on the same filesystem, and the swap renames its top-level
 entries: the current ones into `.pre-restore-<time>/`, then the staged ones in.
+
+Every step is reported to `on_step` (the restore journal, shop/backups/journal.py), and a swap
+killed halfway can be picked up again from what is on disk (`UploadsSwap.resumed`): the previous
+directory is new, so whatever is in it was moved out; a staged entry no longer in staging was
+moved in. Every entry is moved out before any is moved in, so the two never mix.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 STAGING_PREFIX = ".restoring-"
@@ -17,9 +23,15 @@ PREVIOUS_PREFIX = ".pre-restore-"
 
 
 def move(source: Path, target: Path) -> None:
-    """Move one entry by renaming it (same filesystem). A function of its own, so a test can
-    make one move fail."""
+    """Move one entry by renaming it (same filesystem), never over an existing one (a rename
+    would silently replace a file). A function of its own, so a test can make one move fail."""
+    if os.path.lexists(target):
+        raise FileExistsError(f"{target} exists already; not moving {source} over it")
     os.rename(source, target)
+
+
+def no_journal(step: str, **data) -> None:
+    """The default `on_step`: nothing recorded."""
 
 
 def visible_entries(directory: Path) -> list[str]:
@@ -33,21 +45,48 @@ class UploadsSwap:
     failed halfway through.
     """
 
-    def __init__(self, media_root: Path, staging: Path, previous: Path):
+    def __init__(
+        self, media_root: Path, staging: Path, previous: Path, on_step: Callable[..., None] = no_journal
+    ):
         self.media_root, self.staging, self.previous = media_root, staging, previous
+        self.on_step = on_step
         self.moved_out: list[str] = []  # from media_root into previous
         self.moved_in: list[str] = []  # from staging into media_root
         self.created_previous = False
 
+    @classmethod
+    def resumed(
+        cls, media_root: Path, staging: Path, previous: Path, incoming: list[str], on_step=no_journal
+    ):
+        """The swap as a killed process left it, read from disk; `incoming` is the staged entries
+        it recorded when it started (moved-in ones are no longer in staging)."""
+        swap = cls(media_root, staging, previous, on_step)
+        swap.created_previous = previous.is_dir()
+        swap.moved_out = visible_entries(previous) if swap.created_previous else []
+        swap.moved_in = [
+            name
+            for name in incoming
+            if not os.path.lexists(staging / name) and os.path.lexists(media_root / name)
+        ]
+        return swap
+
     def run(self) -> None:
-        self.previous.mkdir(mode=0o755)
-        self.created_previous = True
-        for name in visible_entries(self.media_root):
-            move(self.media_root / name, self.previous / name)
-            self.moved_out.append(name)
+        """Swap, or finish a swap a killed process left halfway (see `resumed`)."""
+        if not self.created_previous:
+            self.on_step("uploads-swap-started", incoming=visible_entries(self.staging))
+            self.previous.mkdir(mode=0o755)
+            self.created_previous = True
+            self.on_step("uploads-previous-created")
+        if not self.moved_in:  # every entry goes out before any comes in
+            for name in visible_entries(self.media_root):
+                move(self.media_root / name, self.previous / name)
+                self.moved_out.append(name)
+                self.on_step("uploads-moved-out", entry=name)
         for name in visible_entries(self.staging):
             move(self.staging / name, self.media_root / name)
             self.moved_in.append(name)
+            self.on_step("uploads-moved-in", entry=name)
+        self.on_step("uploads-swapped")
 
     def undo(self) -> None:
         """Move the restored entries back into staging and the previous ones back into place.
@@ -71,6 +110,18 @@ class UploadsSwap:
         if self.created_previous:
             self.previous.rmdir()
             self.created_previous = False
+
+    def summary(self, set_id: str, files: str) -> list[str]:
+        """After a complete swap: what was restored, and the commands that roll it back."""
+        media_root, previous, restored = self.media_root, self.previous, f".restored-{set_id}"
+        return [
+            f"Restored {files} into {media_root}.",
+            f"The previous uploads are kept in {previous} (hidden: never backed up, not served). "
+            "To roll back (MEDIA_ROOT itself stays in place, it may be a mount point):",
+            f"  cd {media_root} && mkdir {restored} && mv -- * {restored}/ "
+            f"&& mv -- {previous.name}/* . && rmdir {previous.name}",
+            f"When satisfied, delete the previous uploads: rm -r {previous}",
+        ]
 
     def state(self) -> tuple[str, list[str]]:
         """(where the uploads are now, the shell commands that put the previous ones back),

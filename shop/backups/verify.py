@@ -19,6 +19,7 @@ from shop.backups.files import make_private_dir
 from shop.backups.inventory import opened_set
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, UPLOADS_FILE, verify_files
+from shop.backups.recovery import recover_interrupted_restore
 
 
 def verify_set(set_id: str, source: str | None, deep: bool, report, identity: str | None = None) -> list[str]:
@@ -26,6 +27,7 @@ def verify_set(set_id: str, source: str | None, deep: bool, report, identity: st
     `identity`: the age identity file for an encrypted set (see shop/backups/crypto.py)."""
     opened = opened_set(set_id, source, report, identity)
     with backup_lock("verify"), opened as (directory, manifest, where):
+        recover_interrupted_restore(report)  # before its staging database is dropped as scratch
         drop_scratch_databases()
         try:
             report.step(f"Checking the checksums of set {set_id} ({where}) ...")

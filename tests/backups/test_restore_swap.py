@@ -57,6 +57,22 @@ def fail_moving_staged_entries_in(monkeypatch, except_names=("banner.txt",)):
     monkeypatch.setattr(os, "rename", rename)
 
 
+def fail_moving_in_and_back(monkeypatch):
+    """Moving staged entries in fails (but banner.txt), and so does moving previous ones back:
+    the swap fails halfway and its undo fails too."""
+    real_rename = os.rename
+
+    def rename(source, target):
+        source, target = Path(source), Path(target)
+        moving_in = ".restoring-" in str(source) and ".restoring-" not in str(target)
+        moving_back = ".pre-restore-" in str(source) and ".pre-restore-" not in str(target)
+        if (moving_in and source.name != "banner.txt") or moving_back:
+            raise OSError(errno.EIO, "Input/output error (injected)", str(source))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+
+
 def test_uploads_swap_failing_after_the_database_swap_undoes_both(
     backed_up_then_changed, media_root, shop_data, monkeypatch
 ):
@@ -129,17 +145,7 @@ def test_when_the_undo_fails_too_the_message_says_where_everything_is(
 ):
     """A second fault while undoing: the error must say what is where, and how to finish by hand."""
     rows, files = backed_up_then_changed
-    real_rename = os.rename
-
-    def rename(source, target):
-        source, target = Path(source), Path(target)
-        moving_in = ".restoring-" in str(source) and ".restoring-" not in str(target)
-        moving_back = ".pre-restore-" in str(source) and ".pre-restore-" not in str(target)
-        if (moving_in and source.name != "banner.txt") or moving_back:
-            raise OSError(errno.EIO, "Input/output error (injected)", str(source))
-        real_rename(source, target)
-
-    monkeypatch.setattr(os, "rename", rename)
+    fail_moving_in_and_back(monkeypatch)
     with pytest.raises(CommandError) as failure:
         run_command("restore_backup", "--latest", "--yes", "--only", "uploads")
     monkeypatch.undo()
@@ -155,3 +161,22 @@ def test_when_the_undo_fails_too_the_message_says_where_everything_is(
     subprocess.run(" && ".join(commands), shell=True, check=True)  # noqa: S602 - what an admin would run
     assert upload_fingerprints(media_root) == files
     assert table_fingerprints() == rows
+
+
+def test_when_the_undo_fails_too_recover_finishes_the_undo_once_the_cause_is_gone(
+    backed_up_then_changed, media_root, monkeypatch
+):
+    rows, files = backed_up_then_changed
+    fail_moving_in_and_back(monkeypatch)
+    with pytest.raises(CommandError, match="restore_backup --recover` finishes the undo"):
+        run_command("restore_backup", "--latest", "--yes")
+    monkeypatch.undo()  # the disk is healthy again
+
+    output = "\n".join(run_command("restore_backup", "--recover"))
+
+    assert "its last step: undoing" in output
+    assert "restore was undone" in output
+    assert (table_fingerprints(), upload_fingerprints(media_root)) == (rows, files)
+    assert hidden_entries(media_root) == []
+    assert derived_databases() == []
+    assert run_command("restore_backup", "--recover") == ["No interrupted restore: nothing to do."]

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from shop.backups.errors import BackupError
 from shop.backups.management.commands import IDENTITY_HELP, skip_collection_at_exit
 from shop.backups.progress import reporter_for
+from shop.backups.recovery import recover
 from shop.backups.restore import restore
 
 
@@ -18,14 +19,22 @@ class Command(BaseCommand):
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("set_id", nargs="?", help="the set ID, e.g. 20261128T020000Z")
         which.add_argument("--latest", action="store_true", help="the newest set")
+        which.add_argument(
+            "--recover",
+            action="store_true",
+            help="finish or undo a restore that was killed halfway (the next backup or restore does it too)",
+        )
         parser.add_argument("--source", choices=["local", "s3"], help="default: local, else S3")
         parser.add_argument("--only", choices=["db", "uploads"], help="restore only the database or uploads")
         parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, source, only, dry_run, yes, identity, **options):
+    def handle(self, *args, set_id, latest, recover, source, only, dry_run, yes, identity, **options):
         skip_collection_at_exit()
+        if recover:
+            self._recover()
+            return
         try:
             summary = restore(
                 set_id,
@@ -45,6 +54,18 @@ class Command(BaseCommand):
         for line in summary:
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
+
+    def _recover(self):
+        try:
+            lines = recover(reporter_for(self.stdout))
+        except (BackupError, psycopg.Error) as exc:
+            raise CommandError(f"recovery failed: {exc}") from exc
+        if not lines:
+            self.stdout.write("No interrupted restore: nothing to do.")
+            return
+        for line in lines[1:]:  # the first was reported as a step already
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS("Recovery complete."))
 
     def _show_plan(self, lines):
         self.stdout.write(self.style.MIGRATE_HEADING("Restore plan:"))
