@@ -9,6 +9,7 @@ session there.
 import contextlib
 import hashlib
 import os
+import time
 
 from shop.backups.database import live_database_name, maintenance_connection
 from shop.backups.errors import BackupBusy
@@ -35,17 +36,37 @@ def _holder(conn, key: int) -> str:
     return f"{row[0]}, PostgreSQL backend {row[1]} since {row[2]:%Y-%m-%d %H:%M:%S %Z}"
 
 
+def _try_lock(conn, key: int) -> bool:
+    """pg_try_advisory_lock, asked again for up to a second while the holder is already gone:
+    a process that has just exited (SIGKILLed, say) may keep its lock for a moment, until the
+    server has ended its session."""
+    for _ in range(10):
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            return True
+        if _holder(conn, key) != "holder already gone":
+            return False
+        time.sleep(0.1)
+    return False
+
+
 @contextlib.contextmanager
 def backup_lock(purpose: str):
     """Hold the lock for the block, or raise BackupBusy at once (a second run skips, never waits)."""
     conn = maintenance_connection(f"shop-backups: {purpose} (pid {os.getpid()})")
+    locked = False
     try:
         key = lock_key()
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+        locked = _try_lock(conn, key)
+        if not locked:
             raise BackupBusy(
                 f"another backup or restore is running ({_holder(conn, key)}); "
                 "this one was skipped. Try again when it has finished."
             )
         yield
     finally:
-        conn.close()  # ends the session, which releases the lock
+        if locked:
+            # Released before the close returns, so a command run right after ours gets it;
+            # closing alone ends the session asynchronously, a moment later.
+            with contextlib.suppress(Exception):
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        conn.close()  # ends the session, which releases the lock in any case

@@ -16,8 +16,9 @@ from django.core.management.base import CommandError
 from shop import celery_app
 from shop.backups import local, retention, status
 from shop.backups.backup import upload_local_set
+from shop.backups.database import maintenance_connection
 from shop.backups.errors import BackupError, CorruptSet
-from shop.backups.lock import backup_lock
+from shop.backups.lock import backup_lock, lock_key
 from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, HashingWriter, new_set_id
 from shop.backups.progress import LoggingReporter
 from shop.backups.tasks import scheduled_backup, upload_backup_set, verify_latest_set
@@ -76,6 +77,17 @@ def test_a_second_backup_skips_while_one_runs(shop_data, caplog):
     assert "scheduled backup skipped: another backup or restore is running" in caplog.text
     assert local.local_set_ids() == []
     assert backup_now("--no-upload") in local.local_set_ids()
+
+
+def test_the_lock_is_free_the_moment_its_block_ends(shop_data):
+    """Two commands run back to back: the second must get the lock, not find it still held by
+    the first one's closing session (which ends asynchronously on the server)."""
+    with maintenance_connection("lock observer") as observer:
+        for _ in range(20):
+            with backup_lock("back to back"):
+                pass
+            assert observer.execute("SELECT pg_try_advisory_lock(%s)", [lock_key()]).fetchone()[0]
+            observer.execute("SELECT pg_advisory_unlock(%s)", [lock_key()])
 
 
 def test_two_backup_processes_at_once_one_runs_one_skips(shop_data, media_root, backup_settings):
