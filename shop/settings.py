@@ -213,8 +213,44 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "data" / "static")
 STATICFILES_DIRS = [BASE_DIR / "shop" / "static"]
+# Product images (content-addressed, never overwritten: shop/catalog/storage.py) on the uploads
+# volume (MEDIA_STORAGE=local) or in an S3 bucket (s3), which several backend hosts can share.
+MEDIA_STORAGE = env.str("MEDIA_STORAGE", default="local")
+MEDIA_S3_BUCKET = env.str("MEDIA_S3_BUCKET", default="")
+MEDIA_S3_PREFIX = env.str("MEDIA_S3_PREFIX", default="media").strip("/")
+MEDIA_S3_ENDPOINT_URL = env.str("MEDIA_S3_ENDPOINT_URL", default="") or None
+MEDIA_S3_REGION = env.str("MEDIA_S3_REGION", default="us-east-1")
+MEDIA_S3_ACCESS_KEY_ID = env.str("MEDIA_S3_ACCESS_KEY_ID", default="") or None
+MEDIA_S3_SECRET_ACCESS_KEY = env.str("MEDIA_S3_SECRET_ACCESS_KEY", default="") or None
+
+
+def media_storage(kind: str) -> dict:
+    """STORAGES["default"] for MEDIA_STORAGE: every image file goes through it."""
+    if kind == "local":
+        return {"BACKEND": "shop.catalog.storage.ContentAddressedStorage"}
+    if kind != "s3":
+        raise ImproperlyConfigured(
+            f"MEDIA_STORAGE={kind!r} is not known: use local (the uploads volume) or s3."
+        )
+    if not MEDIA_S3_BUCKET:
+        raise ImproperlyConfigured(
+            "MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET: the bucket that holds the product images."
+        )
+    return {
+        "BACKEND": "shop.catalog.storage.ContentAddressedS3Storage",
+        "OPTIONS": {
+            "bucket_name": MEDIA_S3_BUCKET,
+            "location": MEDIA_S3_PREFIX,
+            "endpoint_url": MEDIA_S3_ENDPOINT_URL,
+            "region_name": MEDIA_S3_REGION,
+            "access_key": MEDIA_S3_ACCESS_KEY_ID,
+            "secret_key": MEDIA_S3_SECRET_ACCESS_KEY,
+        },
+    }
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": media_storage(MEDIA_STORAGE),
     # Hashed names (shop.1a2b3c4d5e6f.css): nginx lets browsers cache them for a year.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }

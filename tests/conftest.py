@@ -1,10 +1,15 @@
-"""Shared fixtures. Tests talk to the real PostgreSQL and Redis on this machine."""
+"""Shared fixtures. Tests talk to the real PostgreSQL and Redis on this machine, and to S3
+over HTTP (moto in server mode on loopback)."""
 
 import io
+import logging
+import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 from django.core.cache import caches
+from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from shop.catalog.models import Category, Product
@@ -27,6 +32,74 @@ def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "uploads"
     settings.MEDIA_ROOT.mkdir()
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto in server mode on a free loopback port, stopped at the end of the session."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def s3_media_settings(settings, endpoint: str, bucket: str, prefix: str = "media") -> None:
+    """MEDIA_STORAGE=s3 on `bucket`, as shop/settings.py configures it from MEDIA_S3_*."""
+    settings.MEDIA_STORAGE = "s3"
+    settings.MEDIA_S3_BUCKET = bucket
+    settings.MEDIA_S3_PREFIX = prefix
+    options = {"bucket_name": bucket, "location": prefix, "endpoint_url": endpoint}
+    options |= {"region_name": "us-east-1", "access_key": "testing", "secret_key": "testing"}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "shop.catalog.storage.ContentAddressedS3Storage", "OPTIONS": options},
+    }
+
+
+@dataclass
+class MediaBucket:
+    client: object  # boto3's S3 client
+    name: str
+    prefix: str = "media"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def head(self, name: str) -> dict:
+        return self.client.head_object(Bucket=self.name, Key=self.key(name))
+
+    def read(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=self.key(name))["Body"].read()
+
+    def put(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=self.key(name), Body=data)
+
+    def names(self) -> list[str]:
+        listing = self.client.list_objects_v2(Bucket=self.name).get("Contents", [])
+        return sorted(item["Key"].removeprefix(f"{self.prefix}/") for item in listing)
+
+
+@pytest.fixture
+def media_bucket(settings, s3_endpoint) -> MediaBucket:
+    """MEDIA_STORAGE=s3 for this test, on a fresh bucket of the moto server."""
+    bucket = MediaBucket(s3_client(s3_endpoint), f"media-{uuid.uuid4().hex[:12]}")
+    bucket.client.create_bucket(Bucket=bucket.name)
+    s3_media_settings(settings, s3_endpoint, bucket.name, bucket.prefix)
+    return bucket
 
 
 @pytest.fixture(autouse=True)

@@ -182,7 +182,7 @@ class ProductImage(models.Model):
             super().save(*args, **kwargs)
 
     def stored_names(self) -> list[str]:
-        """Every file in MEDIA_ROOT that belongs to this image."""
+        """Every file in the media storage that belongs to this image."""
         return [name for name in (self.image.name, self.thumbnail_small, self.thumbnail_large) if name]
 
     def _url_or_original(self, name: str) -> str:

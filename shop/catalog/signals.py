@@ -1,5 +1,6 @@
-"""Keep MEDIA_ROOT in step with ProductImage rows, only ever after a commit; and invalidate the
-cached catalog fragments (shop/catalog/cache.py) on every saved or deleted catalog row."""
+"""Keep the image files (MEDIA_ROOT or the media bucket) in step with ProductImage rows, only ever
+after a commit; and invalidate the cached catalog fragments (shop/catalog/cache.py) on every saved
+or deleted catalog row."""
 
 from django.db.models.signals import post_delete, post_init, post_save, pre_save
 from django.dispatch import receiver

@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -23,7 +22,6 @@ from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
-from moto.server import ThreadedMotoServer
 from PIL import Image
 from psycopg import sql
 
@@ -33,7 +31,7 @@ from shop.backups.manifest import MANIFEST_NAME, new_set_id
 from shop.catalog.models import Category, Product
 from shop.catalog.services import add_product_image, generate_thumbnails_for
 from shop.orders.services import place_order
-from tests.conftest import CUSTOMER
+from tests.conftest import CUSTOMER, s3_client
 
 
 def derived_databases() -> list[str]:
@@ -43,17 +41,6 @@ def derived_databases() -> list[str]:
             "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [f"{live_database_name()}__"]
         )
         return [row[0] for row in rows]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """moto in server mode on a free loopback port, stopped at the end of the session."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -69,21 +56,13 @@ def backup_settings(settings, tmp_path):
 @pytest.fixture
 def s3_bucket(settings, s3_endpoint):
     """A fresh bucket per test, and the settings pointing at it."""
-    import boto3
-
     settings.BACKUP_S3_ENDPOINT_URL = s3_endpoint
     settings.BACKUP_S3_REGION = "us-east-1"
     settings.BACKUP_S3_ACCESS_KEY_ID = "testing"
     settings.BACKUP_S3_SECRET_ACCESS_KEY = "testing"
     settings.BACKUP_S3_BUCKET = f"backups-{uuid.uuid4().hex[:12]}"
     settings.BACKUP_S3_PREFIX = "shop/backups"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = s3_client(s3_endpoint)
     client.create_bucket(Bucket=settings.BACKUP_S3_BUCKET)
     return client
 

@@ -1,4 +1,7 @@
-"""Image files follow their rows: thumbnails after commit, deletion only after commit."""
+"""Image files follow their rows: thumbnails after commit, deletion only after commit; in both
+media storages (the uploads directory and an S3 bucket, see conftest.py)."""
+
+import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -14,7 +17,7 @@ def upload(colour="red", size=(1200, 900)):
     return SimpleUploadedFile("photo.png", png_bytes(*size, colour=colour))
 
 
-def test_thumbnails_are_made_after_commit(make_product, media_root, django_capture_on_commit_callbacks):
+def test_thumbnails_are_made_after_commit(make_product, stored_files, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         image = add_product_image(make_product(), upload())
     # Until the task has run, pages fall back to the original.
@@ -25,32 +28,31 @@ def test_thumbnails_are_made_after_commit(make_product, media_root, django_captu
 
     image.refresh_from_db()
     for name, size in ((image.thumbnail_small, 300), (image.thumbnail_large, 800)):
-        with Image.open(media_root / name) as thumb:
+        with Image.open(io.BytesIO(stored_files.read(name))) as thumb:
             assert thumb.format == "WEBP"
             assert max(thumb.size) == size
     assert image.small_url.endswith("-300.webp")
 
 
 def test_deleting_an_image_removes_its_files_after_commit(
-    make_product, media_root, django_capture_on_commit_callbacks
+    make_product, stored_files, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         image = add_product_image(make_product(), upload())
     image.refresh_from_db()
     names = image.stored_names()
     assert len(names) == 3
-    assert all((media_root / name).exists() for name in names)
+    assert all(stored_files.exists(name) for name in names)
 
     with django_capture_on_commit_callbacks(execute=True):
         image.delete()
 
-    assert not any((media_root / name).exists() for name in names)
+    assert not any(stored_files.exists(name) for name in names)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_rolled_back_delete_keeps_the_file(make_product, media_root):
+def test_rolled_back_delete_keeps_the_file(make_product, stored_files):
     image = add_product_image(make_product(), upload())
-    path = media_root / image.image.name
 
     def delete_then_fail():
         with transaction.atomic():
@@ -61,11 +63,11 @@ def test_rolled_back_delete_keeps_the_file(make_product, media_root):
         delete_then_fail()
 
     assert ProductImage.objects.filter(pk=image.pk).exists()
-    assert path.exists()
+    assert stored_files.exists(image.image.name)
 
 
 def test_identical_uploads_share_a_file_that_outlives_one_of_them(
-    make_product, media_root, django_capture_on_commit_callbacks
+    make_product, stored_files, django_capture_on_commit_callbacks
 ):
     first = add_product_image(make_product(), upload("green"))
     second = add_product_image(make_product(), upload("green"))
@@ -74,11 +76,11 @@ def test_identical_uploads_share_a_file_that_outlives_one_of_them(
     with django_capture_on_commit_callbacks(execute=True):
         first.delete()
 
-    assert (media_root / second.image.name).exists()
+    assert stored_files.exists(second.image.name)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_cleanup_never_deletes_a_file_that_a_concurrent_upload_is_starting_to_use(make_product, media_root):
+def test_cleanup_never_deletes_a_file_that_a_concurrent_upload_is_starting_to_use(make_product, stored_files):
     """Row A is deleted while row B, with the same content, is being saved but not committed:
     the clean-up must wait for B and then keep the shared file."""
     import threading
@@ -116,4 +118,4 @@ def test_cleanup_never_deletes_a_file_that_a_concurrent_upload_is_starting_to_us
     deleter.join(timeout=30)
 
     assert ProductImage.objects.get().image.name == first.image.name
-    assert (media_root / first.image.name).exists()
+    assert stored_files.exists(first.image.name)
