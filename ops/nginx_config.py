@@ -36,6 +36,10 @@ class NginxSite:
     https_public_port: str = "443"
     server_name: str = "_"
     ssl_dir: Path = Path("/etc/nginx/ssl")
+    # More gunicorns behind the same upstream (the runner's RUNNER_BACKENDS), round robin.
+    extra_backends: tuple[str, ...] = ()
+    media_storage: str = "local"
+    media_bucket_url: str = ""
 
     def placeholders(self) -> dict[str, str]:
         return {
@@ -44,12 +48,24 @@ class NginxSite:
             "NGINX_TLS_LISTEN": self.tls_listen,
             "NGINX_HTTPS_PUBLIC_PORT": self.https_public_port,
             "NGINX_SERVER_NAME": self.server_name,
-            "NGINX_BACKEND": self.backend,
+            # `server ${NGINX_BACKEND};` in the upstream: one server line per backend.
+            "NGINX_BACKEND": ";\n    server ".join((self.backend, *self.extra_backends)),
             "NGINX_STATIC_ROOT": str(self.static_root),
             "NGINX_MEDIA_ROOT": str(self.media_root),
             "NGINX_LOG_DIR": str(self.log_dir),
             "NGINX_SSL_DIR": str(self.ssl_dir),
+            "NGINX_MEDIA_STORAGE": self.media_storage,
+            "NGINX_MEDIA_BUCKET_URL": self.media_bucket_url,
         }
+
+
+def media_s3_url(endpoint: str | None, bucket: str, prefix: str, region: str = "us-east-1") -> str:
+    """The URL nginx proxies /media/ to: the bucket's prefix, path-style on an S3 endpoint of
+    one's own (MinIO, moto), virtual-hosted on AWS (no endpoint)."""
+    prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{bucket}/{prefix}"
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{prefix}"
 
 
 def render_templates(site: NginxSite, out_dir: Path, template_dir: Path = TEMPLATE_DIR) -> list[Path]:

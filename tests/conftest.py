@@ -2,6 +2,7 @@
 over HTTP (moto in server mode on loopback)."""
 
 import io
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -68,6 +69,16 @@ def s3_media_settings(settings, endpoint: str, bucket: str, prefix: str = "media
         **settings.STORAGES,
         "default": {"BACKEND": "shop.catalog.storage.ContentAddressedS3Storage", "OPTIONS": options},
     }
+
+
+def allow_anonymous_reads(client, bucket: str, prefix: str = "media") -> None:
+    """The media bucket's policy for nginx (README "Scaling out"): anyone who can reach the
+    endpoint may GET an object under the prefix; nothing else (no listing, no writes)."""
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}
+    statement["Resource"] = f"arn:aws:s3:::{bucket}/{prefix}/*"
+    client.put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    )
 
 
 @dataclass

@@ -107,6 +107,8 @@ def test_body_limit_lets_the_shops_largest_upload_through_and_stops_12_mb(tmp_pa
 
 def test_media_is_served_as_images_only_never_executed_or_proxied(tmp_path):
     media = block(rendered(tmp_path), "location /media/ {")
+    assert "include conf.d/media-local.inc;" in media
+    media += (tmp_path / "conf.d" / "media-local.inc").read_text()
     assert f"alias {tmp_path / 'uploads'}/;" in media
     assert not re.search(r"\b(proxy_pass|fastcgi_pass|uwsgi_pass|scgi_pass)\b", media)
     types = block(media, "types {")
