@@ -97,6 +97,8 @@ class RunnerConfig:
     app_db_password: str
     backup_db_user: str
     backup_db_password: str
+    # How many gunicorns behind nginx (RUNNER_BACKENDS), on RUNNER_APP_PORT and the ports after it.
+    backends: int = 1
     # The environment with .env filled in: passed on to the shop's processes.
     environ: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -116,6 +118,14 @@ class RunnerConfig:
                 "value, e.g. from `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
             )
         ports = {name: int(values.get(name) or default) for name, default in DEFAULT_PORTS.items()}
+        backends = int(values.get("RUNNER_BACKENDS") or 1)
+        if backends < 1:
+            raise RunnerError(f"RUNNER_BACKENDS={backends}: the shop needs at least one backend.")
+        if backends > 1 and values.get("MEDIA_STORAGE", "local") != "s3":
+            raise RunnerError(
+                f"RUNNER_BACKENDS={backends} needs MEDIA_STORAGE=s3: several backends share the "
+                'product images through the media bucket (README "Scaling out").'
+            )
         return cls(
             data=init_stack.resolve(values.get("DATA_PATH") or "./data"),
             backups=init_stack.resolve(values.get("BACKUP_PATH") or "./backups"),
@@ -132,12 +142,18 @@ class RunnerConfig:
             app_db_password=values["APP_DB_PASSWORD"],
             backup_db_user=values.get("BACKUP_DB_USER") or "shop_backup",
             backup_db_password=values["BACKUP_DB_PASSWORD"],
+            backends=backends,
             environ=values,
         )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
+
+    @property
+    def backend_addresses(self) -> list[str]:
+        """Where each gunicorn listens: RUNNER_APP_PORT, then the next ports."""
+        return [f"127.0.0.1:{self.app_port + index}" for index in range(self.backends)]
 
     @property
     def run_dir(self) -> Path:
@@ -432,12 +448,15 @@ def release(config: RunnerConfig, programs: Programs) -> None:
 
 def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
     prefix = config.run_dir / "nginx"
+    first_backend, *more_backends = config.backend_addresses
     site = nginx_config.NginxSite(
         listen=f"127.0.0.1:{config.http_port}",
-        backend=f"127.0.0.1:{config.app_port}",
+        backend=first_backend,
+        extra_backends=tuple(more_backends),
         static_root=config.static_dir,
         media_root=config.data / "uploads",
         log_dir=config.data / "nginx-logs",
+        **media_site(config.environ),
     )
     error_log = config.data / "nginx-logs" / "error.log"
     main = nginx_config.write_config(site, prefix, programs.nginx, nginx_worker_user(), error_log)
@@ -446,6 +465,22 @@ def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
     except subprocess.CalledProcessError as error:
         raise RunnerError(f"nginx -t failed on {main}:\n{error.stderr}") from None
     return main
+
+
+def media_site(environ: dict[str, str]) -> dict[str, str]:
+    """nginx's /media/: the uploads directory, or (MEDIA_STORAGE=s3) the media bucket's prefix."""
+    if environ.get("MEDIA_STORAGE", "local") != "s3":
+        return {"media_storage": "local"}
+    bucket = environ.get("MEDIA_S3_BUCKET") or ""
+    if not bucket:
+        raise RunnerError("MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET: the bucket that holds the product images.")
+    url = nginx_config.media_s3_url(
+        environ.get("MEDIA_S3_ENDPOINT_URL"),
+        bucket,
+        environ.get("MEDIA_S3_PREFIX", "media"),
+        environ.get("MEDIA_S3_REGION") or "us-east-1",
+    )
+    return {"media_storage": "s3", "media_bucket_url": url}
 
 
 @dataclass(frozen=True)
@@ -457,6 +492,7 @@ class Program:
     stop_signal: str
     stop_wait_seconds: int  # then SIGKILL to the process group
     start_seconds: int  # running this long counts as started; an earlier exit is a failed start
+    environment: dict[str, str] = field(default_factory=dict)  # on top of supervisord's own
 
 
 # A failed start is tried again after 1, 2, ... START_RETRIES seconds (supervisord's backoff),
@@ -466,6 +502,11 @@ START_RETRIES = 5
 # together (after nginx, before Redis and PostgreSQL). supervisorctl calls them app:web, ...
 APP_GROUP = "app"
 APP_PROCESSES = ("web", "worker", "backup", "beat")
+
+
+def process_kind(name: str) -> str:
+    """web2, web3... (RUNNER_BACKENDS) are more of "web"."""
+    return name.rstrip("0123456789")
 
 
 def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: Path) -> dict[str, Program]:
@@ -479,7 +520,7 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
     redis_in_shell = ["/bin/sh", "-c", "exec " + shlex.join(redis) + ' --requirepass "$REDIS_PASSWORD"']
     nginx = [programs.nginx, *nginx_config.nginx_arguments(config.run_dir / "nginx", nginx_main)]
     entrypoint = str(ENTRYPOINT)
-    return {
+    stack = {
         # SIGINT is a fast shutdown (what the postgres image's STOPSIGNAL does): open sessions
         # are ended, then a shutdown checkpoint; compose's stop_grace_period is 60 s.
         "postgres": Program(
@@ -495,9 +536,7 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
         ),
         # SIGTERM: gunicorn lets requests finish for graceful_timeout (20 s, ops/gunicorn.conf.py);
         # Celery finishes its running tasks (warm shutdown; acks_late re-queues one killed after).
-        "web": Program(
-            [entrypoint, "web"], priority=30, stop_signal="TERM", stop_wait_seconds=30, start_seconds=10
-        ),
+        "web": gunicorn_program(entrypoint),
         "worker": Program(
             [entrypoint, "worker"], priority=30, stop_signal="TERM", stop_wait_seconds=60, start_seconds=10
         ),
@@ -527,6 +566,30 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
             start_seconds=2,
         ),
     }
+    return stack | more_backends(config, entrypoint)
+
+
+def gunicorn_program(entrypoint: str, **environment: str) -> Program:
+    return Program(
+        [entrypoint, "web"],
+        priority=30,
+        stop_signal="TERM",
+        stop_wait_seconds=30,
+        start_seconds=10,
+        environment=environment,
+    )
+
+
+def more_backends(config: RunnerConfig, entrypoint: str) -> dict[str, Program]:
+    """web2..webN (RUNNER_BACKENDS): gunicorns like "web", each on its own port and socket."""
+    return {
+        f"web{number}": gunicorn_program(
+            entrypoint,
+            GUNICORN_BIND=address,
+            GUNICORN_CONTROL_SOCKET=str(config.run_dir / f"gunicorn{number}.ctl"),
+        )
+        for number, address in enumerate(config.backend_addresses[1:], start=2)
+    }
 
 
 def ini_section(name: str, values: dict[str, object]) -> str:
@@ -538,6 +601,16 @@ def ini_section(name: str, values: dict[str, object]) -> str:
                 f"supervisord cannot take a path with '%' ({value}): move DATA_PATH or the checkout."
             )
     return "".join([f"[{name}]\n", *(f"{key}={value}\n" for key, value in values.items()), "\n"])
+
+
+def supervisor_environment(environment: dict[str, str]) -> dict[str, str]:
+    """A program's `environment=` line (no secrets: those stay in supervisord's environment)."""
+    if not environment:
+        return {}
+    for value in environment.values():
+        if '"' in value or "," in value:
+            raise RunnerError(f"supervisord cannot take {value!r} in a program's environment.")
+    return {"environment": ",".join(f'{name}="{value}"' for name, value in environment.items())}
 
 
 def supervisor_socket(config: RunnerConfig) -> Path:
@@ -580,7 +653,7 @@ def supervisord_config(
                 "command": shlex.join(program.command),
                 "directory": PROJECT_ROOT,
                 "priority": program.priority,
-                "autostart": str(name in autostart).lower(),
+                "autostart": str(process_kind(name) in autostart).lower(),
                 "autorestart": "true",  # like compose's `restart: unless-stopped`
                 "startsecs": program.start_seconds,
                 "startretries": START_RETRIES,
@@ -591,9 +664,10 @@ def supervisord_config(
                 "stdout_logfile": logs / f"{name}.log",
                 "stdout_logfile_maxbytes": "10MB",
                 "stdout_logfile_backups": 5,
+                **supervisor_environment(program.environment),
             },
         )
-    app = [name for name in APP_PROCESSES if name in stack]
+    app = [name for name in stack if process_kind(name) in APP_PROCESSES]
     text += ini_section(f"group:{APP_GROUP}", {"programs": ",".join(app), "priority": stack[app[0]].priority})
     return text
 

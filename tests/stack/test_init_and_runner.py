@@ -72,11 +72,11 @@ def test_runner_says_what_to_install_when_a_program_is_missing(monkeypatch):
     assert "brew install" in message
 
 
-def runner_config(data: Path) -> runner.RunnerConfig:
+def runner_config(data: Path, **more: str) -> runner.RunnerConfig:
     return runner.RunnerConfig.from_environment(
         {"DJANGO_READ_DOT_ENV": "false", "DATA_PATH": str(data), "POSTGRES_PASSWORD": "p",
          "REDIS_PASSWORD": "redis-password", "DJANGO_SECRET_KEY": "k" * 40,
-         "APP_DB_PASSWORD": "app-db-password", "BACKUP_DB_PASSWORD": "backup-db-password"}
+         "APP_DB_PASSWORD": "app-db-password", "BACKUP_DB_PASSWORD": "backup-db-password", **more}
     )  # fmt: skip
 
 
@@ -103,10 +103,10 @@ def supervised(section) -> dict:
     }
 
 
-def stack_configuration(data: Path, **options) -> str:
+def stack_configuration(data: Path, environment: dict[str, str] | None = None, **options) -> str:
     for directory in ("logs", "run"):  # supervisord checks that they exist
         (data / directory).mkdir(parents=True, exist_ok=True)
-    config = runner_config(data)
+    config = runner_config(data, **(environment or {}))
     stack = runner.programs_of_the_stack(config, SOME_PROGRAMS, data / "run" / "nginx" / "nginx.conf")
     return runner.supervisord_config(config, stack, **options)
 
