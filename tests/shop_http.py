@@ -108,9 +108,19 @@ def add_to_cart(session: requests.Session, base: str, quantity: int, slug: str =
 
 
 def place_order(session: requests.Session, base: str) -> str:
+    response = post_checkout(session, base)
+    assert response.status_code == 302, form_errors(response.text)
+    return re.fullmatch(r"/orders/([^/]+)/", response.headers["Location"]).group(1)
+
+
+def post_checkout(session: requests.Session, base: str, before_post=None) -> requests.Response:
+    """The checkout form, filled in and sent (after `before_post()`, e.g. a barrier); the answer:
+    302 to the order, or 200 with the form and a message (sold out)."""
     page = session.get(f"{base}/orders/checkout/")
     assert page.status_code == 200
-    response = session.post(
+    if before_post is not None:
+        before_post()
+    return session.post(
         f"{base}/orders/checkout/",
         data={
             "csrfmiddlewaretoken": form_value(page.text, "csrfmiddlewaretoken"),
@@ -125,8 +135,6 @@ def place_order(session: requests.Session, base: str) -> str:
         },
         allow_redirects=False,
     )
-    assert response.status_code == 302, form_errors(response.text)
-    return re.fullmatch(r"/orders/([^/]+)/", response.headers["Location"]).group(1)
 
 
 def wait_for_thumbnail(
