@@ -104,11 +104,18 @@ class MediaBucket:
         return sorted(item["Key"].removeprefix(f"{self.prefix}/") for item in listing)
 
 
+def new_media_bucket(endpoint: str) -> MediaBucket:
+    """A fresh bucket on the moto server whose prefix nginx may read, as deployed."""
+    bucket = MediaBucket(s3_client(endpoint), f"media-{uuid.uuid4().hex[:12]}")
+    bucket.client.create_bucket(Bucket=bucket.name)
+    allow_anonymous_reads(bucket.client, bucket.name, bucket.prefix)
+    return bucket
+
+
 @pytest.fixture
 def media_bucket(settings, s3_endpoint) -> MediaBucket:
     """MEDIA_STORAGE=s3 for this test, on a fresh bucket of the moto server."""
-    bucket = MediaBucket(s3_client(s3_endpoint), f"media-{uuid.uuid4().hex[:12]}")
-    bucket.client.create_bucket(Bucket=bucket.name)
+    bucket = new_media_bucket(s3_endpoint)
     s3_media_settings(settings, s3_endpoint, bucket.name, bucket.prefix)
     return bucket
 

@@ -4,14 +4,13 @@ own metadata says."""
 
 import subprocess
 import time
-import uuid
 
 import pytest
 import requests
 
 from ops import nginx_config
 from ops.runner import nginx_worker_user
-from tests.conftest import allow_anonymous_reads, s3_client
+from tests.conftest import new_media_bucket
 from tests.stack.runner import free_ports, make_data_root, remove_data_root
 
 NAME = f"products/ab/{'ab' * 32}.png"
@@ -53,18 +52,16 @@ def start_nginx(nginx: str, root, bucket_url: str) -> tuple[subprocess.Popen, st
 @pytest.fixture
 def bucket(s3_endpoint):
     """A bucket whose objects under media/ anyone may read, nothing else (nginx signs nothing)."""
-    client = s3_client(s3_endpoint)
-    name = f"media-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    allow_anonymous_reads(client, name, "media")
-    return client, name
+    return new_media_bucket(s3_endpoint)
 
 
 @pytest.fixture
 def media_nginx(nginx, s3_endpoint, bucket):
     """nginx proxying /media/ to the bucket's prefix "media/"."""
     root = make_data_root()
-    process, base = start_nginx(nginx, root, nginx_config.media_s3_url(s3_endpoint, bucket[1], "media"))
+    process, base = start_nginx(
+        nginx, root, nginx_config.media_s3_url(s3_endpoint, bucket.name, bucket.prefix)
+    )
     yield base
     process.terminate()
     process.wait(10)
@@ -72,8 +69,7 @@ def media_nginx(nginx, s3_endpoint, bucket):
 
 
 def put(bucket, name: str, body: bytes, **metadata) -> None:
-    client, bucket_name = bucket
-    client.put_object(Bucket=bucket_name, Key=f"media/{name}", Body=body, **metadata)
+    bucket.client.put_object(Bucket=bucket.name, Key=bucket.key(name), Body=body, **metadata)
 
 
 def assert_image_headers(response: requests.Response, content_type: str) -> None:
@@ -122,9 +118,8 @@ def test_a_missing_object_is_a_plain_404_without_the_buckets_answer(media_nginx)
 
 
 def test_only_the_media_prefix_is_readable_without_credentials(media_nginx, bucket, s3_endpoint):
-    client, bucket_name = bucket
-    client.put_object(Bucket=bucket_name, Key=f"private/{NAME}", Body=PNG)
-    assert requests.get(f"{s3_endpoint}/{bucket_name}/private/{NAME}", timeout=10).status_code == 403
+    bucket.client.put_object(Bucket=bucket.name, Key=f"private/{NAME}", Body=PNG)
+    assert requests.get(f"{s3_endpoint}/{bucket.name}/private/{NAME}", timeout=10).status_code == 403
 
 
 def test_names_that_are_not_images_or_are_hidden_never_reach_the_bucket(media_nginx, bucket):

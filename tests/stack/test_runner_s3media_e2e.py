@@ -6,12 +6,11 @@ other shows and nginx serves from the bucket; carts and checkout work across bot
 import re
 import socket
 import threading
-import uuid
 
 import pytest
 import requests
 
-from tests.conftest import allow_anonymous_reads, s3_client
+from tests.conftest import new_media_bucket
 from tests.shop_http import (
     PRODUCT_SLUG,
     STAFF_PASSWORD,
@@ -59,11 +58,7 @@ def consecutive_free_ports(count: int) -> int:
 
 @pytest.fixture
 def media_bucket_for_stack(s3_endpoint):
-    client = s3_client(s3_endpoint)
-    bucket = f"media-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    allow_anonymous_reads(client, bucket, "media")
-    return client, bucket
+    return new_media_bucket(s3_endpoint)
 
 
 @pytest.fixture
@@ -74,8 +69,8 @@ def stack(tmp_path, stack_programs, s3_endpoint, media_bucket_for_stack):
         RUNNER_BACKENDS="2",
         RUNNER_APP_PORT=str(consecutive_free_ports(2)),
         MEDIA_STORAGE="s3",
-        MEDIA_S3_BUCKET=media_bucket_for_stack[1],
-        MEDIA_S3_PREFIX="media",
+        MEDIA_S3_BUCKET=media_bucket_for_stack.name,
+        MEDIA_S3_PREFIX=media_bucket_for_stack.prefix,
         MEDIA_S3_ENDPOINT_URL=s3_endpoint,
         MEDIA_S3_ACCESS_KEY_ID="testing",
         MEDIA_S3_SECRET_ACCESS_KEY="testing",
@@ -86,10 +81,6 @@ def stack(tmp_path, stack_programs, s3_endpoint, media_bucket_for_stack):
     finally:
         runner.kill_everything()
         remove_data_root(root)
-
-
-def bucket_keys(client, bucket: str) -> list[str]:
-    return sorted(item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
 def make_scarce_product(stack) -> str:
@@ -126,7 +117,7 @@ def buy_concurrently(bases: list[str], slug: str) -> list[requests.Response]:
 
 
 def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bucket_for_stack):
-    client, bucket = media_bucket_for_stack
+    bucket = media_bucket_for_stack
     stack.start(timeout=180)
     via_nginx = stack.url
     first, second = (f"http://{address}" for address in stack.config.backend_addresses)
@@ -149,9 +140,9 @@ def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bu
     staff = staff_session(first)
     uploaded = upload_product(staff, first, category_id, ("front.png", png_image(), "image/png"))
     assert uploaded.status_code == 302, form_errors(uploaded.text)
-    keys = bucket_keys(client, bucket)
-    assert len(keys) == 1
-    assert re.fullmatch(r"media/products/[0-9a-f]{2}/[0-9a-f]{64}\.png", keys[0])
+    names = bucket.names()
+    assert len(names) == 1
+    assert re.fullmatch(r"products/[0-9a-f]{2}/[0-9a-f]{64}\.png", names[0])
     assert not [path for path in (stack.config.data / "uploads").rglob("*") if path.is_file()]
 
     # The second backend shows the product; nginx serves its image from the bucket, with the
@@ -163,7 +154,7 @@ def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bu
     image = visitor.get(f"{via_nginx}{image_url}")
     assert_served_as_image(image)
     assert image.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert image.content == client.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    assert image.content == bucket.read(names[0])
     thumbnail = visitor.get(f"{via_nginx}{wait_for_thumbnail(visitor, second)}")
     assert thumbnail.status_code == 200
     assert thumbnail.headers["Content-Type"] == "image/webp"
