@@ -6,7 +6,7 @@ import pytest
 
 from shop.backups import local
 from shop.catalog.models import ProductImage
-from tests.backups.conftest import backup_now
+from tests.backups.conftest import backup_now, run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,3 +22,22 @@ def test_a_backup_in_s3_mode_records_the_bucket_images_as_not_in_the_set(media_b
     uploads = local.local_manifest(set_id)["uploads"]
     assert uploads["file_count"] == 0
     assert set(uploads["referenced_but_missing"]) == names
+
+
+def test_the_database_of_such_a_set_restores_and_its_images_are_still_in_the_bucket(
+    media_bucket, shop_data, django_capture_on_commit_callbacks
+):
+    backup_now("--no-upload")
+    image = ProductImage.objects.filter(product=shop_data[1]).get()
+    image_id = image.pk
+    with django_capture_on_commit_callbacks(execute=True):
+        image.delete()  # the row, and (after commit, unreferenced) its files in the bucket
+    assert image.image.name not in media_bucket.names()
+
+    run_command("restore_backup", "--latest", "--yes", "--only", "db")
+
+    restored = ProductImage.objects.get(pk=image_id)
+    # The row is back; the deleted object is not: the bucket itself is not in the set.
+    assert restored.image.name not in media_bucket.names()
+    others = ProductImage.objects.exclude(pk=image_id)
+    assert all(row.image.name in media_bucket.names() for row in others)
