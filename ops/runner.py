@@ -474,7 +474,8 @@ def media_site(environ: dict[str, str]) -> dict[str, str]:
     bucket = environ.get("MEDIA_S3_BUCKET") or ""
     if not bucket:
         raise RunnerError("MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET: the bucket that holds the product images.")
-    url = nginx_config.media_s3_url(
+    # MEDIA_S3_NGINX_URL: where nginx reaches the prefix, when that is not the shop's endpoint.
+    url = environ.get("MEDIA_S3_NGINX_URL") or nginx_config.media_s3_url(
         environ.get("MEDIA_S3_ENDPOINT_URL"),
         bucket,
         environ.get("MEDIA_S3_PREFIX", "media"),

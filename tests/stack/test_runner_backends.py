@@ -81,6 +81,17 @@ def test_backends_without_a_shared_bucket_are_refused(tmp_path, environment, mes
         runner_config(tmp_path, **environment)
 
 
+def test_nginx_reaches_the_bucket_where_it_is_told_or_where_the_shop_does():
+    assert runner.media_site(S3_MEDIA)["media_bucket_url"] == "http://127.0.0.1:9000/shop-media/media/"
+    aws = {**S3_MEDIA, "MEDIA_S3_ENDPOINT_URL": "", "MEDIA_S3_REGION": "eu-west-1"}
+    assert (
+        runner.media_site(aws)["media_bucket_url"] == "https://shop-media.s3.eu-west-1.amazonaws.com/media/"
+    )
+    told = {**S3_MEDIA, "MEDIA_S3_NGINX_URL": "http://10.0.0.5:9000/shop-media/media/"}
+    assert runner.media_site(told)["media_bucket_url"] == "http://10.0.0.5:9000/shop-media/media/"
+    assert runner.media_site({}) == {"media_storage": "local"}
+
+
 def test_s3_media_without_a_bucket_is_refused_with_the_reason():
     with pytest.raises(runner.RunnerError, match="MEDIA_S3_BUCKET"):
         runner.media_site({"MEDIA_STORAGE": "s3"})
