@@ -3,10 +3,12 @@ an S3 bucket (moto in server mode), chosen by configuration; uploads, seed_demo 
 both, and what an unreachable bucket does."""
 
 import io
+import socket
 import time
 
 import pytest
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, EndpointConnectionError
+from celery.exceptions import Retry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
@@ -105,15 +107,16 @@ def test_readyz_checks_the_bucket(client, db, media_bucket):
     assert response.json()["checks"]["media_root"].startswith("error: ClientError: An error occurred (404)")
 
 
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def unreachable_bucket(settings, media_root):
     """MEDIA_STORAGE=s3 on an endpoint where nothing listens."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    s3_media_settings(settings, f"http://127.0.0.1:{port}", "media-unreachable")
+    s3_media_settings(settings, f"http://127.0.0.1:{closed_port()}", "media-unreachable")
 
 
 def test_unreachable_bucket_fails_the_upload_fast_and_leaves_no_row(make_product, unreachable_bucket):
@@ -125,6 +128,20 @@ def test_unreachable_bucket_fails_the_upload_fast_and_leaves_no_row(make_product
 
     assert time.monotonic() - began < 30
     assert not ProductImage.objects.exists()
+
+
+def test_the_thumbnail_task_is_retried_while_the_bucket_is_unreachable(make_product, media_bucket, settings):
+    from shop.catalog.tasks import generate_thumbnails
+
+    image = add_product_image(make_product(), upload())
+    s3_media_settings(settings, f"http://127.0.0.1:{closed_port()}", media_bucket.name)
+
+    with pytest.raises(Retry) as retry:  # eager here; a worker schedules it again, with backoff
+        generate_thumbnails.apply(args=[image.pk])
+
+    assert isinstance(retry.value.exc, EndpointConnectionError)
+    image.refresh_from_db()
+    assert image.thumbnail_small == ""  # nothing recorded that is not stored
 
 
 def test_unreachable_bucket_makes_readyz_503(client, db, unreachable_bucket):
