@@ -1,5 +1,6 @@
 """Catalog operations that views, the admin, Celery tasks and tests share."""
 
+import io
 import logging
 
 from django.core.files.base import ContentFile
@@ -38,10 +39,13 @@ def generate_thumbnails_for(image_id: int) -> ProductImage | None:
             return None  # deleted before the task ran
         lock_image_files([image.image.name])
         names = {label: thumbnail_name(image.image.name, label) for label in THUMBNAIL_SIZES}
-        for label, name in names.items():
-            if not product_image_storage.exists(name):
-                with product_image_storage.open(image.image.name) as source:
-                    data = make_thumbnail(source, THUMBNAIL_SIZES[label])
+        missing = {label: name for label, name in names.items() if not product_image_storage.exists(name)}
+        if missing:
+            # Read once: from the media bucket every open is a download (at most MAX_UPLOAD_BYTES).
+            with product_image_storage.open(image.image.name) as source:
+                original = source.read()
+            for label, name in missing.items():
+                data = make_thumbnail(io.BytesIO(original), THUMBNAIL_SIZES[label])
                 product_image_storage.save(name, ContentFile(data))
         image.thumbnail_small, image.thumbnail_large = names["small"], names["large"]
         ProductImage.objects.filter(pk=image_id).update(
