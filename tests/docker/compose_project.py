@@ -19,7 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD_ON_HOST_NETWORK = HERE / "compose-build-host.yml"
 PRODUCTION_S3 = HERE / "compose-prod-s3.yml"
-DEVELOPMENT_FILES = ["docker-compose.yml", "docker-compose.override.yml"]
+STANDIN_MC = HERE / "compose-standin-mc.yml"
+DEVELOPMENT_FILES = ["docker-compose.yml", "docker-compose.override.yml", str(STANDIN_MC)]
 PRODUCTION_FILES = ["docker-compose.yml", "docker-compose.prod.yml", str(PRODUCTION_S3)]
 APP_SERVICES = ("migrate", "backend", "worker", "backup", "beat")
 

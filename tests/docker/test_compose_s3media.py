@@ -9,7 +9,6 @@ import requests
 from tests.docker.compose_project import (
     BUILD_ON_HOST_NETWORK,
     DEVELOPMENT_FILES,
-    HERE,
     ComposeProject,
     free_ports,
 )
@@ -25,11 +24,7 @@ from tests.shop_http import (
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800), pytest.mark.usefixtures("docker_engine")]
 
-S3MEDIA_FILES = [
-    *DEVELOPMENT_FILES,
-    "docker-compose.s3media.yml",
-    str(HERE / "compose-s3media-standin-mc.yml"),
-]
+S3MEDIA_FILES = [*DEVELOPMENT_FILES, "docker-compose.s3media.yml"]
 REPLICAS = 3
 
 
