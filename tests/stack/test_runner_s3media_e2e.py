@@ -118,7 +118,7 @@ def buy_concurrently(bases: list[str], slug: str) -> list[requests.Response]:
 
 def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bucket_for_stack):
     bucket = media_bucket_for_stack
-    stack.start(timeout=180)
+    stack.start(timeout=300)  # first start: initdb, migrations, collectstatic; a loaded machine is slow
     via_nginx = stack.url
     first, second = (f"http://{address}" for address in stack.config.backend_addresses)
     assert stack.states()["app:web2"] == "RUNNING"
