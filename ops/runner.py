@@ -212,6 +212,9 @@ class RunnerConfig:
         env.pop("CELERY_BROKER_URL", None)
         # The backup role only where backup_environment() gives it.
         env.pop("BACKUP_DATABASE_URL", None)
+        # Each gunicorn (RUNNER_BACKENDS) derives a metrics directory of its own from its address
+        # (ops/gunicorn.conf.py) and empties it at start: one inherited directory would be shared.
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.update(
             DATA_PATH=str(self.data),
             BACKUP_PATH=str(self.backups),

@@ -81,6 +81,11 @@ def test_backends_without_a_shared_bucket_are_refused(tmp_path, environment, mes
         runner_config(tmp_path, **environment)
 
 
+def test_each_backend_keeps_its_own_metrics_directory(tmp_path):
+    config = runner_config(tmp_path, **S3_MEDIA, RUNNER_BACKENDS="2", PROMETHEUS_MULTIPROC_DIR="/dev/shm/one")
+    assert "PROMETHEUS_MULTIPROC_DIR" not in config.app_environment()
+
+
 def test_nginx_reaches_the_bucket_where_it_is_told_or_where_the_shop_does():
     assert runner.media_site(S3_MEDIA)["media_bucket_url"] == "http://127.0.0.1:9000/shop-media/media/"
     aws = {**S3_MEDIA, "MEDIA_S3_ENDPOINT_URL": "", "MEDIA_S3_REGION": "eu-west-1"}
