@@ -18,6 +18,7 @@ under --workdir; both are removed at the end unless --keep.
 """
 
 import argparse
+import hashlib
 import os
 import shutil
 import socket
@@ -143,8 +144,8 @@ class Bench:
         while remaining > 0:
             size = min(remaining, 200_000 + (n * 7919) % 1_800_000)  # 0.2 to 2 MB
             data = os.urandom(size)
-            name = f"{n:064x}"
-            path = self.media / "products" / name[-2:] / f"{name}.jpg"
+            name = hashlib.sha256(data).hexdigest()  # named by content, as the catalog names images
+            path = self.media / "products" / name[:2] / f"{name}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             remaining -= size

@@ -24,8 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, source, only, dry_run, yes, identity, **options):
+    def handle(self, *args, set_id, latest, source, only, dry_run, yes, identity, verbosity, **options):
         skip_collection_at_exit()
+        # --verbosity 0 prints nothing, but a plan that needs a confirmation is always shown.
+        self.quiet = verbosity == 0 and yes and not dry_run
         try:
             summary = restore(
                 set_id,
@@ -34,7 +36,7 @@ class Command(BaseCommand):
                 dry_run=dry_run,
                 confirm=lambda: yes or self._confirm(),
                 show=self._show_plan,
-                report=reporter_for(self.stdout),
+                report=reporter_for(self.stdout, verbosity),
                 identity=identity,
             )
         except (BackupError, psycopg.Error) as exc:
@@ -42,11 +44,15 @@ class Command(BaseCommand):
         if summary is None:
             self.stdout.write(f"{'Dry run' if dry_run else 'Cancelled'}: nothing was changed.")
             return
+        if self.quiet:
+            return
         for line in summary:
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
 
     def _show_plan(self, lines):
+        if self.quiet:
+            return
         self.stdout.write(self.style.MIGRATE_HEADING("Restore plan:"))
         for line in lines:
             style = self.style.WARNING if line.startswith(("WARNING", "CANNOT")) else str
