@@ -1,4 +1,7 @@
-"""The uploads archive: a plain tar of MEDIA_ROOT, streamed in both directions.
+"""The uploads archive: a plain tar of the uploads not kept as blobs, streamed both ways.
+
+Format-1 sets hold every upload in it; format-2 sets only the directories and the files the
+catalog does not write under immutable names (see shop/backups/backup.py), usually few.
 
 No compression: product images are JPEG/PNG/WebP and hardly compress, so gzip would cost
 CPU time for almost nothing. Names starting with a dot are left out: they are temporary
@@ -6,7 +9,8 @@ files (`.incoming-*` of the image storage, `.readyz-*` of the probe) or our own 
 directories.
 """
 
-import ctypes
+import contextlib
+import hashlib
 import logging
 import os
 import stat
@@ -17,17 +21,39 @@ from pathlib import Path, PurePosixPath
 
 from shop.backups.errors import CorruptSet, UnsafeArchive
 from shop.backups.files import create_private_file
-from shop.backups.manifest import CHUNK_SIZE, HashingWriter
+from shop.backups.manifest import CHUNK_SIZE, STORED_IN_ARCHIVE, HashingWriter, UploadFile
 
 logger = logging.getLogger("shop.backups")
+
+
+@dataclass
+class MediaEntry:
+    """A directory or regular file under MEDIA_ROOT, as found by the walk."""
+
+    path: Path
+    name: str  # relative to MEDIA_ROOT, with forward slashes
+    mode: int
+    size: int
+    mtime_ns: int
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
 
 
 @dataclass
 class ArchiveResult:
     sha256: str
     size: int
-    file_count: int
-    file_bytes: int
+    files: list[UploadFile]
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files)
+
+    @property
+    def file_bytes(self) -> int:
+        return sum(entry.size for entry in self.files)
 
 
 def _is_hidden(name: str) -> bool:
@@ -35,20 +61,31 @@ def _is_hidden(name: str) -> bool:
 
 
 def media_totals(media_root: Path) -> tuple[int, int]:
-    """(file count, bytes) of the regular files an archive of media_root would hold."""
+    """(file count, bytes) of the regular files a backup of media_root would hold."""
     count = size = 0
-    for _, mode, file_size in _archivable_paths(media_root):
-        if stat.S_ISREG(mode):
+    for entry in media_entries(media_root):
+        if not entry.is_dir:
             count += 1
-            size += file_size
+            size += entry.size
     return count, size
 
 
-def write_uploads_archive(
-    media_root: Path, out_path: Path, report, referenced: set[str] | None
-) -> ArchiveResult:
-    """Archive media_root; names archived are removed from `referenced` (what is left is missing)."""
-    count = file_bytes = 0
+class _HashingReader:
+    """Hashes what tarfile reads from a file on its way into the archive."""
+
+    def __init__(self, raw):
+        self.raw, self.digest = raw, hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self.raw.read(size)
+        self.digest.update(data)
+        return data
+
+
+def write_uploads_archive(entries, out_path: Path, report) -> ArchiveResult:
+    """Archive these MediaEntry items (directories and files); files deleted since the walk are
+    skipped. Every archived file is listed with its SHA-256, computed as it is archived."""
+    files = []
     with (
         create_private_file(out_path) as raw,
         HashingWriter(raw) as writer,
@@ -57,31 +94,39 @@ def write_uploads_archive(
         # Mode "w" on a write-only stream: it never seeks, and unlike "w|" it writes our 1 MB chunks
         # straight through instead of re-slicing them into 10 KB records (several times slower).
         with tarfile.open(fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK_SIZE) as tar:
-            for path, _, _ in _archivable_paths(media_root):
+            for entry in entries:
+                if entry.is_dir:
+                    with contextlib.suppress(FileNotFoundError):  # deleted since the walk
+                        tar.addfile(tar.gettarinfo(str(entry.path), arcname=entry.name))
+                    continue
                 try:
-                    name = path.relative_to(media_root).as_posix()
-                    info = tar.gettarinfo(str(path), arcname=name)
-                    if info.isreg():
-                        with open(path, "rb") as source:
-                            tar.addfile(info, source)
-                        if referenced is not None:
-                            referenced.discard(name)
-                        count += 1
-                        file_bytes += info.size
-                        advance(info.size)
-                    else:
-                        tar.addfile(info)
+                    with open(entry.path, "rb") as source:
+                        info = tar.gettarinfo(arcname=entry.name, fileobj=source)
+                        mtime_ns = os.fstat(source.fileno()).st_mtime_ns
+                        hashing = _HashingReader(source)
+                        tar.addfile(info, hashing)
                 except FileNotFoundError:
-                    continue  # deleted since the walk (an image removed after its row was deleted)
+                    continue  # deleted since the walk
+                files.append(
+                    UploadFile(
+                        entry.name,
+                        hashing.digest.hexdigest(),
+                        info.size,
+                        info.mode,
+                        mtime_ns,
+                        STORED_IN_ARCHIVE,
+                    )
+                )
+                advance(info.size)
         raw.flush()
         os.fsync(raw.fileno())
-    return ArchiveResult(writer.hexdigest(), writer.size, count, file_bytes)
+    return ArchiveResult(writer.hexdigest(), writer.size, files)
 
 
-def _archivable_paths(media_root: Path):
-    """(path, mode, size) of the directories and regular files under media_root, parents first,
-    in a stable order. Symlinks and special files are skipped with a warning: a restore refuses
-    them, so archiving one would make the whole set unrestorable."""
+def media_entries(media_root: Path):
+    """MediaEntry of the directories and regular files under media_root, parents first, in a
+    stable order. Symlinks and special files are skipped with a warning: a restore refuses
+    them, so backing one up would make the whole set unrestorable."""
     for directory, dirnames, filenames in os.walk(media_root):
         base = Path(directory)
         kept_dirs = []
@@ -94,11 +139,12 @@ def _archivable_paths(media_root: Path):
             except FileNotFoundError:
                 continue  # deleted since the directory was listed
             if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):
-                logger.warning("not archiving %s: not a plain file or directory", path)
+                logger.warning("not backing up %s: not a plain file or directory", path)
                 continue
             if stat.S_ISDIR(info.st_mode):
                 kept_dirs.append(name)
-            yield path, info.st_mode, info.st_size
+            relative = path.relative_to(media_root).as_posix()
+            yield MediaEntry(path, relative, info.st_mode, info.st_size, info.st_mtime_ns)
         dirnames[:] = kept_dirs
 
 
@@ -188,21 +234,3 @@ def _extract_members(tar: tarfile.TarFile, root: Path, advance) -> tuple[int, in
             pool.shutdown(cancel_futures=True)
             raise
     return count, file_bytes
-
-
-def flush_to_disk(directory: Path) -> None:
-    """Make everything written on the file system that holds `directory` durable (syncfs).
-
-    Extracted files are not fsynced one by one (that costs several times more); one syncfs
-    before the swap gives the same guarantee: once the uploads are live, a crash or power
-    loss cannot leave them empty or half written. Falls back to a system-wide sync where
-    syncfs is missing (not Linux).
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    syncfs = getattr(libc, "syncfs", None)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        if syncfs is None or syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)

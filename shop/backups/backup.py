@@ -1,7 +1,9 @@
-"""Making a backup set: dump + uploads archive + manifest, published atomically, then offsite."""
+"""Making a backup set: dump + new upload blobs + small uploads archive + manifest, published
+atomically, then offsite (the blobs S3 lacks, the set's files, the manifest last)."""
 
 import logging
 import shutil
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,8 +14,8 @@ import psycopg
 from django.conf import settings
 
 import shop
-from shop.backups import crypto, local, retention, s3, status
-from shop.backups.archive import write_uploads_archive
+from shop.backups import blobs, crypto, local, retention, s3, status
+from shop.backups.archive import MediaEntry, media_entries, write_uploads_archive
 from shop.backups.database import (
     dump_compression,
     dump_snapshot,
@@ -22,7 +24,6 @@ from shop.backups.database import (
     live_database_name,
     migration_state,
     pg_timeout,
-    referenced_upload_names,
     table_row_counts,
     timeout_error,
 )
@@ -31,16 +32,20 @@ from shop.backups.files import make_private_dir
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import (
     DB_FILE,
-    FORMAT_VERSION,
-    MANIFEST_NAME,
     PARTS,
+    STORED_IN_BLOB,
     UPLOADS_FILE,
+    DatabaseInfo,
+    FileEntry,
+    Manifest,
+    UploadFile,
+    UploadsInfo,
     new_set_id,
-    total_size,
-    write_json_atomic,
+    write_manifest,
 )
 from shop.backups.progress import human_bytes
 from shop.backups.recovery import recover_interrupted_restore
+from shop.catalog.media import is_immutable, name_sha256, referenced_media_names
 
 logger = logging.getLogger("shop.backups")
 
@@ -48,7 +53,7 @@ logger = logging.getLogger("shop.backups")
 @dataclass
 class BackupOutcome:
     set_id: str
-    manifest: dict
+    manifest: Manifest
     offsite: bool | None  # None: not uploaded (--no-upload or no offsite target configured)
     offsite_error: str = ""
     offsite_configured: bool = False  # BACKUP_S3_BUCKET is set (s3.configured())
@@ -58,7 +63,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
     """Make one backup set; BackupBusy at once if another backup or restore is running."""
     with backup_lock("backup"):
         _recover_interrupted_restore(report)
-        for name in local.remove_leftovers():
+        for name in local.remove_leftovers() + blobs.remove_leftovers():
             logger.warning("removed %s, left behind by an interrupted backup or fetch", name)
         set_id = _unused_set_id()
         started = time.monotonic()
@@ -82,7 +87,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
             logger.exception("BACKUP FAILED: set %s was not written", set_id)
             status.record_failure("backup", exc, set_id)
             raise
-        status.record_success(set_id, round(time.monotonic() - started, 3), total_size(manifest))
+        status.record_success(set_id, round(time.monotonic() - started, 3), manifest.total_size())
         outcome = BackupOutcome(set_id, manifest, offsite=None, offsite_configured=s3.configured())
         if upload and outcome.offsite_configured:
             try:
@@ -116,32 +121,35 @@ def _unused_set_id() -> str:
         time.sleep(0.2)
 
 
-def _write_set(set_id: str, only: str | None, report) -> dict:
+def _write_set(set_id: str, only: str | None, report) -> Manifest:
     started_at = datetime.now(UTC)
     recipients = crypto.configured_recipients()  # a mistyped key fails the backup before it starts
     incomplete = local.backup_root() / f"{local.INCOMPLETE_PREFIX}{set_id}"
     make_private_dir(incomplete)
-    manifest = {
-        "format": FORMAT_VERSION,
-        "id": set_id,
-        "started_at": started_at.isoformat(),
-        "app_version": shop.__version__,
-        "contents": [only] if only else list(PARTS),
-        "files": {},
-    }
+    manifest = Manifest(
+        id=set_id,
+        started_at=started_at.isoformat(),
+        app_version=shop.__version__,
+        contents=[only] if only else list(PARTS),
+    )
+    blob_writer = blobs.BlobWriter() if only != "db" else None
     try:
         if only == "uploads":
-            _archive_uploads(incomplete, manifest, report, referenced=None)
+            _back_up_uploads(incomplete, manifest, blob_writer, report, referenced=None)
         else:
             with exported_snapshot() as snapshot:
-                _dump_and_archive(snapshot, incomplete, manifest, report, with_uploads=only is None)
-        manifest["finished_at"] = datetime.now(UTC).isoformat()
-        write_json_atomic(incomplete / MANIFEST_NAME, manifest)
+                _dump_and_back_up_uploads(snapshot, incomplete, manifest, blob_writer, report)
+        if blob_writer:
+            blob_writer.commit()  # durable and in place before the manifest that names them
+        manifest.finished_at = datetime.now(UTC).isoformat()
+        write_manifest(incomplete, manifest)
         if settings.BACKUP_ENCRYPT_LOCAL:
             report.step(f"Encrypting set {set_id} on disk (age) ...")
-            crypto.seal_set_dir(incomplete, manifest, recipients)
+            crypto.seal_set_dir(incomplete, manifest.to_json(), recipients)
         local.publish(incomplete, set_id)
     except BaseException:
+        if blob_writer:
+            blob_writer.discard()
         shutil.rmtree(incomplete, ignore_errors=True)
         raise
     # The checksums were computed over the very bytes written and the files are fsynced;
@@ -150,8 +158,8 @@ def _write_set(set_id: str, only: str | None, report) -> dict:
     return manifest
 
 
-def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_uploads: bool) -> None:
-    """pg_dump runs in a thread while the uploads are archived: the two overlap instead of adding up."""
+def _dump_and_back_up_uploads(snapshot, incomplete: Path, manifest: Manifest, blob_writer, report) -> None:
+    """pg_dump runs in a thread while the uploads are stored: the two overlap instead of adding up."""
     report.step(f"Dumping database {live_database_name()} ...")
     running = []  # the pg_dump process, to stop it if anything here fails (or a time limit strikes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as pool:
@@ -160,8 +168,9 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
         try:
             # While pg_dump runs: what the manifest says about the same snapshot.
             row_counts, migrations = table_row_counts(snapshot.conn), migration_state(snapshot.conn)
-            if with_uploads:
-                _archive_uploads(incomplete, manifest, report, referenced_upload_names(snapshot.conn))
+            if blob_writer:
+                referenced = referenced_media_names(snapshot.conn)
+                _back_up_uploads(incomplete, manifest, blob_writer, report, referenced)
             sha256, size = dump.result()
         except BaseException as exc:
             for process in running:
@@ -170,33 +179,101 @@ def _dump_and_archive(snapshot, incomplete: Path, manifest: dict, report, with_u
                 raise timeout_error("reading the database snapshot beside pg_dump", pg_timeout()) from exc
             raise
     report.step(f"  database dump: {human_bytes(size)}")
-    manifest["files"][DB_FILE] = {"size": size, "sha256": sha256}
-    manifest["database"] = {
-        "name": live_database_name(),
-        "server_version": snapshot.server_version,
-        "pg_dump_version": snapshot.pg_dump_version,
-        "dump_compression": compression or "default",
-        "migrations": migrations,
-        "row_counts": row_counts,
-    }
+    manifest.files[DB_FILE] = FileEntry(size, sha256)
+    manifest.database = DatabaseInfo(
+        name=live_database_name(),
+        server_version=snapshot.server_version,
+        pg_dump_version=snapshot.pg_dump_version,
+        migrations=migrations,
+        row_counts=row_counts,
+        dump_compression=compression or "default",
+    )
 
 
-def _archive_uploads(incomplete: Path, manifest: dict, report, referenced: set[str] | None) -> None:
-    report.step(f"Archiving uploads from {settings.MEDIA_ROOT} ...")
-    archive = write_uploads_archive(Path(settings.MEDIA_ROOT), incomplete / UPLOADS_FILE, report, referenced)
-    manifest["files"][UPLOADS_FILE] = {"size": archive.size, "sha256": archive.sha256}
-    manifest["uploads"] = {"file_count": archive.file_count, "bytes": archive.file_bytes}
+def _back_up_uploads(
+    incomplete: Path, manifest: Manifest, blob_writer, report, referenced: set[str] | None
+) -> None:
+    """Files the catalog never changes under their name go to the blob store (only the new
+    ones are written); the rest, with the directories, into the set's small uploads archive."""
+    media_root = Path(settings.MEDIA_ROOT)
+    report.step(f"Backing up uploads from {media_root} ...")
+    known = _previous_upload_files()
+    stored, to_archive = [], []
+    with report.track("uploads", None) as advance:
+        for entry in media_entries(media_root) if media_root.is_dir() else ():
+            if entry.is_dir or not is_immutable(entry.name):
+                to_archive.append(entry)
+                continue
+            upload = _store_blob(entry, blob_writer, known.get(entry.name), advance, report)
+            if upload:
+                stored.append(upload)
+    archive = write_uploads_archive(to_archive, incomplete / UPLOADS_FILE, report)
+    files = sorted(stored + archive.files, key=lambda upload: upload.path)
+    manifest.files[UPLOADS_FILE] = FileEntry(archive.size, archive.sha256)
+    manifest.uploads = UploadsInfo(
+        file_count=len(files), bytes=sum(upload.size for upload in files), files=files
+    )
+    report.step(
+        f"  uploads: {len(files)} files ({human_bytes(manifest.uploads.bytes)}); "
+        f"{len(blob_writer.pending)} new blob(s) ({human_bytes(blob_writer.new_bytes)}), "
+        f"{archive.file_count} file(s) in the archive"
+    )
     if referenced is not None:
         # What is left was named by a row in the dump but not found on disk: most likely deleted
         # after the snapshot (its row is gone from the live database too). Recorded, not fatal.
-        manifest["uploads"]["referenced_but_missing"] = sorted(referenced)
-        if referenced:
+        missing = sorted(referenced - {upload.path for upload in files})
+        manifest.uploads.referenced_but_missing = missing
+        if missing:
             logger.warning(
                 "set %s: %d upload(s) named in the dump were not on disk: %s",
-                manifest["id"],
-                len(referenced),
-                ", ".join(sorted(referenced)[:10]),
+                manifest.id,
+                len(missing),
+                ", ".join(missing[:10]),
             )
+
+
+def _store_blob(
+    entry: MediaEntry, blob_writer, previous: UploadFile | None, advance, report
+) -> UploadFile | None:
+    """The manifest entry of one immutable file, stored as a blob; None if it vanished meanwhile.
+
+    Its bytes are read only when the store lacks them: an image's name states its SHA-256, and
+    a thumbnail unchanged since the previous set (same size and mtime) has the hash listed there;
+    either is taken only if the store holds a blob of that hash with the file's size.
+    """
+    named = name_sha256(entry.name)
+    unchanged = previous and (previous.size, previous.mtime_ns) == (entry.size, entry.mtime_ns)
+    candidates = (named, previous.sha256 if unchanged else None)
+    known = next(
+        (sha256 for sha256 in candidates if sha256 and blob_writer.size_of(sha256) == entry.size), None
+    )
+    if known:
+        sha256, size = known, entry.size
+    else:
+        try:
+            sha256, size = blob_writer.add(entry.path, advance)
+        except FileNotFoundError:
+            return None  # deleted since the walk (an image removed after its row was deleted)
+        report.detail(f"{entry.name}: blob {blobs.blob_key(sha256)}")
+        if named and sha256 != named:
+            logger.warning(
+                "%s does not hold the content its name states (SHA-256 %s): backed up as it is",
+                entry.name,
+                sha256,
+            )
+    return UploadFile(entry.name, sha256, size, stat.S_IMODE(entry.mode), entry.mtime_ns, STORED_IN_BLOB)
+
+
+def _previous_upload_files() -> dict[str, UploadFile]:
+    """The upload files of the newest local set that lists them, by path (empty if none)."""
+    for set_id in reversed(local.local_set_ids()):
+        try:
+            uploads = local.local_manifest(set_id).uploads
+        except BackupError:
+            continue
+        if uploads and uploads.files is not None:
+            return {upload.path: upload for upload in uploads.files}
+    return {}
 
 
 def upload_local_set(set_id: str, report) -> None:

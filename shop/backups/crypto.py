@@ -205,6 +205,12 @@ def make_index(manifest: dict, stored: dict[str, dict], recipients: list[str]) -
         "files": {
             name: {"size": entry["size"], **stored[name]} for name, entry in sorted(manifest["files"].items())
         },
+        # The blob store's objects this set names (shop/backups/blobs.py), for retention's sweep.
+        "blobs": {
+            upload["sha256"]: upload["size"]
+            for upload in (manifest.get("uploads") or {}).get("files") or []
+            if upload.get("stored") == "blob"
+        },
     }
 
 

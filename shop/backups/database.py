@@ -195,19 +195,6 @@ def exported_snapshot():
         conn.rollback()
 
 
-def referenced_upload_names(conn: psycopg.Connection) -> set[str]:
-    """Every MEDIA_ROOT file named by a row of the snapshot (ProductImage.stored_names's fields)."""
-    from shop.catalog.models import ProductImage
-
-    fields = [
-        ProductImage._meta.get_field(name).column for name in ("image", "thumbnail_small", "thumbnail_large")
-    ]
-    query = sql.SQL("SELECT {} FROM {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, fields)), sql.Identifier(ProductImage._meta.db_table)
-    )
-    return {name for row in conn.execute(query) for name in row if name}
-
-
 def pg_timeout() -> float:
     """Seconds pg_dump or pg_restore may run (BACKUP_PG_TIMEOUT); 0 means no limit."""
     return float(settings.BACKUP_PG_TIMEOUT)

@@ -6,10 +6,10 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shop.backups import crypto, local, s3
+from shop.backups import blobs, crypto, local, s3
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import make_private_dir
-from shop.backups.manifest import is_set_id, read_manifest, set_time, total_size
+from shop.backups.manifest import Manifest, is_set_id, read_manifest, set_time
 from shop.backups.status import read_status, set_record
 
 logger = logging.getLogger("shop.backups")
@@ -50,18 +50,25 @@ class SetInfo:
         }
 
 
-def _info(manifest: dict, status: dict) -> SetInfo:
-    record = set_record(status, manifest["id"])
+def _info(summary: dict, status: dict) -> SetInfo:
+    """From a manifest (as JSON) or the plaintext index of an encrypted set."""
+    record = set_record(status, summary["id"])
     offsite = record.get("offsite", {})
     return SetInfo(
-        id=manifest["id"],
-        created_at=set_time(manifest["id"]),
-        contents=manifest.get("contents", []),
-        size=total_size(manifest),
+        id=summary["id"],
+        created_at=set_time(summary["id"]),
+        contents=summary.get("contents", []),
+        size=total_size(summary),
         local_verified=record.get("local_verified"),
         offsite_verified=bool(offsite.get("verified")),
         offsite_error=offsite.get("error", ""),
     )
+
+
+def total_size(summary: dict) -> int:
+    """Bytes of the set's own files and of the blobs it names."""
+    files = sum(entry["size"] for entry in summary["files"].values())
+    return files + sum(blobs.summary_blobs(summary).values())
 
 
 def list_sets(source: str = "all") -> tuple[list[SetInfo], list[str]]:
@@ -90,11 +97,14 @@ def list_sets(source: str = "all") -> tuple[list[SetInfo], list[str]]:
 
 def _add_remote_sets(sets: dict[str, SetInfo], status: dict) -> None:
     client = s3.client()
+    present_blobs = None  # listed once, when the first set that references blobs needs it
     for set_id in s3.remote_set_ids(client):
         summary = s3.remote_summary(client, set_id)
         info = sets.setdefault(set_id, _info(summary, status))
         info.s3 = True
-        info.s3_intact = s3.remote_set_intact(client, summary)
+        if blobs.summary_blobs(summary) and present_blobs is None:
+            present_blobs = s3.remote_blob_names(client)
+        info.s3_intact = s3.remote_set_intact(client, summary, present_blobs)
 
 
 def latest_set_id(source: str | None) -> str:
@@ -152,7 +162,10 @@ def opened_set(set_id: str, source: str | None, report, identity: str | None = N
             report.step(f"Decrypting set {set_id} ...")
             yield (
                 directory,
-                crypto.open_sealed_set(local.set_dir(set_id), index, directory, identities, report),
+                Manifest.from_json(
+                    crypto.open_sealed_set(local.set_dir(set_id), index, directory, identities, report),
+                    f"the decrypted manifest of set {set_id}",
+                ),
                 source,
             )
             return

@@ -17,9 +17,10 @@ from pathlib import Path
 from django.conf import settings
 
 from shop.backups import crypto
+from shop.backups.durable import fsync_directory, fsync_file
 from shop.backups.errors import BackupError, CorruptSet
 from shop.backups.files import PRIVATE_DIR_MODE
-from shop.backups.manifest import MANIFEST_NAME, is_set_id, read_manifest
+from shop.backups.manifest import MANIFEST_NAME, Manifest, is_set_id, read_manifest
 
 INCOMPLETE_PREFIX = ".incomplete-"
 FETCH_PREFIX = ".fetch-"
@@ -57,7 +58,7 @@ def local_set_ids() -> list[str]:
     )
 
 
-def local_manifest(set_id: str) -> dict:
+def local_manifest(set_id: str) -> Manifest:
     directory = set_dir(set_id)
     if not directory.is_dir():
         raise BackupError(f"backup set {set_id} is not in {backup_root()}.")
@@ -66,11 +67,11 @@ def local_manifest(set_id: str) -> dict:
 
 def local_summary(set_id: str) -> dict:
     """For listing and uploading, without any identity: the plaintext index of a set encrypted
-    on disk (BACKUP_ENCRYPT_LOCAL), else its manifest."""
+    on disk (BACKUP_ENCRYPT_LOCAL), else its manifest (checked, as JSON)."""
     directory = set_dir(set_id)
     if not directory.is_dir():
         raise BackupError(f"backup set {set_id} is not in {backup_root()}.")
-    return crypto.read_index(directory) or read_manifest(directory)
+    return crypto.read_index(directory) or read_manifest(directory).to_json()
 
 
 def remove_leftovers() -> list[str]:
@@ -83,22 +84,13 @@ def remove_leftovers() -> list[str]:
     return removed
 
 
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(incomplete: Path, set_id: str) -> Path:
     """Make a fully written set visible under its ID (an atomic rename on one filesystem)."""
     final = set_dir(set_id)
     if final.exists():
         raise CorruptSet(f"{final} exists already; refusing to overwrite a set.")
     for name in os.listdir(incomplete):
-        with open(incomplete / name, "rb") as written:
-            os.fsync(written.fileno())
+        fsync_file(incomplete / name)
     fsync_directory(incomplete)
     os.rename(incomplete, final)
     fsync_directory(final.parent)

@@ -2,21 +2,41 @@
 
 Like pgBackRest, every file of a set is listed with its size and SHA-256, computed while the
 file was written, and checked again before anything is restored from it.
+
+`manifest.json` (format 2; format 1 sets, made before the blob store, are still read):
+
+    format, id, started_at, finished_at, app_version   the set; id is its UTC start time
+    contents        ["db", "uploads"] or one of them
+    files           the set's own files: {"db.dump": {size, sha256}, "uploads.tar": {size, sha256}}
+    database        name, server_version, pg_dump_version, migrations {app: [names]},
+                    row_counts {"schema.table": rows}                 (when "db" in contents)
+    uploads         file_count, bytes, referenced_but_missing [names in the dump, not on disk],
+                    files: one entry per regular file under MEDIA_ROOT, sorted by path:
+                      {path, sha256, size, mode, mtime_ns, stored}
+                    stored "blob": the bytes are the blob named by sha256 in the blob store
+                    (shop/backups/blobs.py: BACKUP_PATH/blobs/<sha256[:2]>/<sha256>, and the same
+                    key under BACKUP_S3_PREFIX); stored "archive": in the set's uploads.tar.
+                    Format 1 has no `files`: every upload is in uploads.tar.
+
+`Manifest.from_json` checks every key and type, so a damaged manifest is a CorruptSet that
+says which key is wrong, never a KeyError deep inside a restore.
 """
 
-import ctypes
 import hashlib
 import json
 import os
 import queue
 import threading
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shop.backups.durable import start_writeback
 from shop.backups.errors import CorruptSet
 from shop.backups.files import create_private_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 SET_ID_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST_NAME = "manifest.json"
 DB_FILE = "db.dump"
@@ -25,7 +45,6 @@ PARTS = {"db": DB_FILE, "uploads": UPLOADS_FILE}
 CHUNK_SIZE = 1024 * 1024
 HASH_QUEUE_DEPTH = 8  # chunks of up to CHUNK_SIZE waiting to be hashed
 WRITEBACK_AFTER = 32 * 1024 * 1024
-SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
 
 
 def new_set_id(now: datetime | None = None) -> str:
@@ -116,23 +135,6 @@ class HashingWriter:
         self.close()
 
 
-_sync_file_range = None
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask Linux to start writing a range of a file to disk, without waiting (a no-op elsewhere)."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        try:
-            function = ctypes.CDLL(None, use_errno=True).sync_file_range
-            function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _sync_file_range = function
-        except (AttributeError, OSError):
-            _sync_file_range = False
-    if _sync_file_range:
-        _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)  # a hint: its errors do not matter
-
-
 def file_checksum(path: Path, advance=None) -> tuple[str, int]:
     """(SHA-256 hex, size) of a file, read in chunks."""
     digest, size = hashlib.sha256(), 0
@@ -156,42 +158,199 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(temporary, path)
 
 
-def read_manifest(set_dir: Path) -> dict:
+STORED_IN_BLOB, STORED_IN_ARCHIVE = "blob", "archive"
+_MISSING = object()
+_TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+
+def _take(data: dict, key: str, kind: type, where: str, default=_MISSING):
+    """data[key], checked to be of `kind`; CorruptSet naming the key otherwise."""
+    if key not in data:
+        if default is not _MISSING:
+            return default
+        raise CorruptSet(f"{where}: '{key}' is missing")
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CorruptSet(f"{where}: '{key}' should be {_TYPE_NAMES[kind]}, not {json.dumps(value)[:40]}")
+    return value
+
+
+def _object(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise CorruptSet(f"{where} should be an object")
+    return value
+
+
+def _mapping(data: dict, key: str, kind: type, where: str) -> dict:
+    """data[key]: an object whose values are all of `kind`."""
+    mapping = _take(data, key, dict, where)
+    for name in mapping:
+        _take(mapping, name, kind, f"{where}.{key}")
+    return mapping
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "FileEntry":
+        data = _object(data, where)
+        return cls(_take(data, "size", int, where), _take(data, "sha256", str, where))
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One regular file under MEDIA_ROOT, and where the set keeps its bytes."""
+
+    path: str
+    sha256: str
+    size: int
+    mode: int
+    mtime_ns: int
+    stored: str  # STORED_IN_BLOB or STORED_IN_ARCHIVE
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "UploadFile":
+        data = _object(data, where)
+        entry = cls(**{name: _take(data, name, kind, where) for name, kind in _UPLOAD_FILE_TYPES.items()})
+        if entry.stored not in (STORED_IN_BLOB, STORED_IN_ARCHIVE):
+            raise CorruptSet(f"{where}: 'stored' is {entry.stored!r}, neither 'blob' nor 'archive'")
+        return entry
+
+
+_UPLOAD_FILE_TYPES = {"path": str, "sha256": str, "size": int, "mode": int, "mtime_ns": int, "stored": str}
+
+
+@dataclass
+class DatabaseInfo:
+    name: str
+    server_version: str
+    pg_dump_version: str
+    migrations: dict[str, list[str]]
+    row_counts: dict[str, int]
+    dump_compression: str = "default"  # pg_dump's --compress, "default" when not given
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "DatabaseInfo":
+        data = _object(data, where)
+        return cls(
+            name=_take(data, "name", str, where),
+            server_version=_take(data, "server_version", str, where),
+            pg_dump_version=_take(data, "pg_dump_version", str, where),
+            migrations=_mapping(data, "migrations", list, where),
+            row_counts=_mapping(data, "row_counts", int, where),
+            dump_compression=_take(data, "dump_compression", str, where, default="default"),
+        )
+
+
+@dataclass
+class UploadsInfo:
+    file_count: int
+    bytes: int
+    referenced_but_missing: list[str] = field(default_factory=list)
+    files: list[UploadFile] | None = None  # None: a format-1 set, every file in the archive
+
+    @classmethod
+    def from_json(cls, data, where: str) -> "UploadsInfo":
+        data = _object(data, where)
+        files = _take(data, "files", list, where, default=None)
+        return cls(
+            file_count=_take(data, "file_count", int, where),
+            bytes=_take(data, "bytes", int, where),
+            referenced_but_missing=_take(data, "referenced_but_missing", list, where, default=[]),
+            files=None
+            if files is None
+            else [UploadFile.from_json(entry, f"{where}.files[{n}]") for n, entry in enumerate(files)],
+        )
+
+    def blob_files(self) -> list[UploadFile]:
+        return [entry for entry in self.files or [] if entry.stored == STORED_IN_BLOB]
+
+
+@dataclass
+class Manifest:
+    id: str
+    started_at: str
+    app_version: str
+    contents: list[str]
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    finished_at: str = ""
+    database: DatabaseInfo | None = None
+    uploads: UploadsInfo | None = None
+    format: int = FORMAT_VERSION
+
+    @classmethod
+    def from_json(cls, data, where: str = "the manifest") -> "Manifest":
+        """The manifest read from its JSON; CorruptSet saying which key is missing or wrong."""
+        data = _object(data, where)
+        version = _take(data, "format", int, where)
+        if version not in READABLE_FORMATS:
+            raise CorruptSet(f"{where} is a format-{version} manifest; this version reads formats 1 and 2")
+        contents = _take(data, "contents", list, where)
+        if not contents or not set(contents) <= set(PARTS):
+            raise CorruptSet(f"{where}: 'contents' should list db and/or uploads, not {contents}")
+        files = _take(data, "files", dict, where)
+        manifest = cls(
+            format=version,
+            id=_take(data, "id", str, where),
+            started_at=_take(data, "started_at", str, where),
+            finished_at=_take(data, "finished_at", str, where, default=""),
+            app_version=_take(data, "app_version", str, where),
+            contents=contents,
+            files={
+                name: FileEntry.from_json(entry, f"{where}.files.{name}") for name, entry in files.items()
+            },
+        )
+        if not is_set_id(manifest.id):
+            raise CorruptSet(f"{where}: 'id' is {manifest.id!r}, not a set ID")
+        for part in contents:
+            if PARTS[part] not in manifest.files:
+                raise CorruptSet(f"{where}: 'files' lacks {PARTS[part]}, although the set holds {part}")
+        if "db" in contents:
+            manifest.database = DatabaseInfo.from_json(
+                _take(data, "database", dict, where), f"{where}.database"
+            )
+        if "uploads" in contents:
+            manifest.uploads = UploadsInfo.from_json(_take(data, "uploads", dict, where), f"{where}.uploads")
+        return manifest
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for key in ("database", "uploads"):
+            if data[key] is None:
+                del data[key]
+        if self.uploads is not None and self.uploads.files is None:
+            del data["uploads"]["files"]
+        return data
+
+    def blobs(self) -> dict[str, int]:
+        """{sha256: size} of every blob the set references."""
+        return {entry.sha256: entry.size for entry in self.uploads.blob_files()} if self.uploads else {}
+
+    def total_size(self) -> int:
+        """Bytes of the set's own files plus those of the blobs it references."""
+        return sum(entry.size for entry in self.files.values()) + sum(self.blobs().values())
+
+
+def parse_manifest(data: bytes, where: str) -> Manifest:
+    try:
+        return Manifest.from_json(json.loads(data), where)
+    except ValueError as exc:
+        raise CorruptSet(f"{where} is not valid JSON ({exc}). Use another set.") from None
+    except CorruptSet as exc:
+        raise CorruptSet(f"{exc}: the set is corrupt. Use another set.") from None
+
+
+def read_manifest(set_dir: Path) -> Manifest:
     path = set_dir / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CorruptSet(f"{path} is missing: the set is incomplete. Use another set.") from None
-    except ValueError as exc:
-        raise CorruptSet(f"{path} is not valid JSON ({exc}). Use another set.") from None
-    if manifest.get("format") != FORMAT_VERSION or not isinstance(manifest.get("files"), dict):
-        raise CorruptSet(f"{path} is not a format-{FORMAT_VERSION} backup manifest.")
-    return manifest
+    return parse_manifest(data, str(path))
 
 
-def total_size(manifest: dict) -> int:
-    return sum(entry["size"] for entry in manifest["files"].values())
-
-
-def verify_files(set_dir: Path, manifest: dict, report) -> None:
-    """Re-read every file of the set and compare size and SHA-256 with the manifest."""
-    problems = []
-    for name, expected in sorted(manifest["files"].items()):
-        path = set_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-            continue
-        actual_size = path.stat().st_size
-        if actual_size != expected["size"]:
-            problems.append(f"{name} has {actual_size} bytes, the manifest says {expected['size']}")
-            continue
-        with report.track(f"checking {name}", expected["size"]) as advance:
-            digest, _ = file_checksum(path, advance)
-        if digest != expected["sha256"]:
-            problems.append(f"{name} has SHA-256 {digest}, the manifest says {expected['sha256']}")
-    if problems:
-        raise CorruptSet(
-            f"backup set {manifest['id']} in {set_dir} is corrupt: "
-            + "; ".join(problems)
-            + ". Nothing was changed. Restore from another set or from the other copy (--source)."
-        )
+def write_manifest(set_dir: Path, manifest: Manifest) -> None:
+    write_json_atomic(set_dir / MANIFEST_NAME, manifest.to_json())

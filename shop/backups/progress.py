@@ -20,10 +20,14 @@ def human_bytes(size: float) -> str:
 
 
 class LoggingReporter:
-    """Steps go to the log; byte progress is not worth a log line per chunk."""
+    """Steps go to the log (details at DEBUG); byte progress is not worth a log line per chunk."""
 
     def step(self, message: str) -> None:
         logger.info(message)
+
+    def detail(self, message: str) -> None:
+        """A line only worth showing at --verbosity 2 (which blob, which file)."""
+        logger.debug(message)
 
     @contextlib.contextmanager
     def track(self, label: str, total: int | None):
@@ -36,11 +40,15 @@ class PlainReporter(LoggingReporter):
     Command output is not logged again: the console log handler would print every line twice.
     """
 
-    def __init__(self, write):
-        self.write = write
+    def __init__(self, write, verbosity: int = 1):
+        self.write, self.verbosity = write, verbosity
 
     def step(self, message: str) -> None:
         self.write(message)
+
+    def detail(self, message: str) -> None:
+        if self.verbosity >= 2:
+            self.write(f"  {message}")
 
     @contextlib.contextmanager
     def track(self, label: str, total: int | None):
@@ -57,11 +65,15 @@ class PlainReporter(LoggingReporter):
 class RichReporter(LoggingReporter):
     """For a terminal: a progress bar per long step."""
 
-    def __init__(self, console):
-        self.console = console
+    def __init__(self, console, verbosity: int = 1):
+        self.console, self.verbosity = console, verbosity
 
     def step(self, message: str) -> None:
         self.console.print(message, highlight=False)
+
+    def detail(self, message: str) -> None:
+        if self.verbosity >= 2:
+            self.console.print(f"  {message}", highlight=False)
 
     @contextlib.contextmanager
     def track(self, label: str, total: int | None):
@@ -80,11 +92,21 @@ class RichReporter(LoggingReporter):
             yield lambda n: bar.advance(task, n)
 
 
-def reporter_for(stdout) -> LoggingReporter:
-    """The reporter a management command should use for its output stream."""
+class SilentReporter(LoggingReporter):
+    """--verbosity 0: no progress at all (errors still reach stderr, and the log)."""
+
+    def step(self, message: str) -> None:
+        pass
+
+
+def reporter_for(stdout, verbosity: int = 1) -> LoggingReporter:
+    """The reporter a management command should use for its output stream and --verbosity
+    (0: nothing, 1: the steps and one line per long one, 2: also the details)."""
+    if verbosity <= 0:
+        return SilentReporter()
     if stdout.isatty():
         from rich.console import Console
 
         # Rich draws with control codes; it needs the raw stream, not Django's line wrapper.
-        return RichReporter(Console(file=getattr(stdout, "_out", stdout)))
-    return PlainReporter(lambda line: stdout.write(line))
+        return RichReporter(Console(file=getattr(stdout, "_out", stdout)), verbosity)
+    return PlainReporter(lambda line: stdout.write(line), verbosity)

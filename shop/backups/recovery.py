@@ -34,8 +34,8 @@ from pathlib import Path
 from django.db import connections
 
 from shop.backups import status
-from shop.backups.archive import flush_to_disk
 from shop.backups.database import DatabaseSwap
+from shop.backups.durable import flush_to_disk
 from shop.backups.errors import BackupError
 from shop.backups.journal import RestoreJournal, journal_path
 from shop.backups.lock import backup_lock

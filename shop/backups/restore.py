@@ -1,10 +1,11 @@
 """Restoring a set: verify everything first, stage beside the live data, then swap by renaming.
 
-Order of work: checksums of every file; the plan; then the uploads are extracted into a
-staging directory inside MEDIA_ROOT and the dump is restored into a new database (row counts
-checked). Only when both are staged is anything live touched: the database is swapped by
-renaming, then the top-level entries of MEDIA_ROOT (shop/backups/swap.py). The previous
-database and uploads are kept for rollback.
+Order of work: checksums of every file and every blob the set names; the plan; then the
+uploads are assembled in a staging directory inside MEDIA_ROOT (the archive extracted, the
+blobs hard-linked or copied in: shop/backups/staging.py, shared with the deep verify) and the
+dump is restored into a new database (row counts checked). Only when both are staged is
+anything live touched: the database is swapped by renaming, then the top-level entries of
+MEDIA_ROOT (shop/backups/swap.py). The previous database and uploads are kept for rollback.
 
 The swap is all or nothing: if any part of it fails, every swap already made is undone
 before the error is raised (the live database gets its previous one back, the restored copy
@@ -23,12 +24,10 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from shop.backups import status
-from shop.backups.archive import extract_uploads_archive, flush_to_disk, media_totals
+from shop.backups import durable, staging, status
+from shop.backups.archive import media_totals
 from shop.backups.database import (
     DatabaseSwap,
-    check_row_counts,
-    create_database,
     database_size,
     derived_name,
     drop_database,
@@ -36,7 +35,6 @@ from shop.backups.database import (
     live_database_name,
     maintenance_connection,
     major,
-    restore_dump,
     server_version,
     tool_version,
 )
@@ -44,11 +42,10 @@ from shop.backups.errors import BackupError
 from shop.backups.inventory import latest_set_id, opened_set
 from shop.backups.journal import RestoreJournal, journal_path
 from shop.backups.lock import backup_lock
-from shop.backups.manifest import DB_FILE, UPLOADS_FILE, new_set_id, verify_files
+from shop.backups.manifest import DB_FILE, Manifest, new_set_id
 from shop.backups.progress import human_bytes
 from shop.backups.recovery import recover_interrupted_restore
 from shop.backups.swap import PREVIOUS_PREFIX, STAGING_PREFIX, UploadsSwap
-from shop.backups.verify import check_upload_totals
 
 logger = logging.getLogger("shop.backups")
 
@@ -58,7 +55,7 @@ class RestorePlan:
     set_id: str
     source: str
     directory: Path
-    manifest: dict
+    manifest: Manifest
     parts: list[str]
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -91,7 +88,7 @@ def restore(
             # while the checksums are checked, and is used only once every one of them matched.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
                 planned = pool.submit(make_plan, set_id, where, directory, manifest, only)
-                verify_files(directory, manifest, report)
+                staging.verify_files(directory, manifest, report)
                 plan = planned.result()
             show(plan_lines(plan))
             if plan.blockers:
@@ -104,8 +101,8 @@ def restore(
             return summary
 
 
-def make_plan(set_id: str, source: str, directory: Path, manifest: dict, only: str | None) -> RestorePlan:
-    contents = manifest.get("contents", [])
+def make_plan(set_id: str, source: str, directory: Path, manifest: Manifest, only: str | None) -> RestorePlan:
+    contents = manifest.contents
     if only and only not in contents:
         raise BackupError(f"set {set_id} holds {', '.join(contents)}, not {only}.")
     plan = RestorePlan(set_id, source, directory, manifest, [only] if only else contents)
@@ -114,7 +111,7 @@ def make_plan(set_id: str, source: str, directory: Path, manifest: dict, only: s
             f"an interrupted restore left {journal_path()}: the restore (or `restore_backup --recover`) "
             "first finishes or undoes it"
         )
-    plan.lines.append(f"Backup set {set_id} from {source}, app version {manifest.get('app_version')}")
+    plan.lines.append(f"Backup set {set_id} from {source}, app version {manifest.app_version}")
     if "db" in plan.parts:
         _plan_database(plan)
     if "uploads" in plan.parts:
@@ -123,32 +120,32 @@ def make_plan(set_id: str, source: str, directory: Path, manifest: dict, only: s
 
 
 def _plan_database(plan: RestorePlan) -> None:
-    info = plan.manifest["database"]
+    info = plan.manifest.database
     live = live_database_name()
     with maintenance_connection() as conn:
         current_size = database_size(conn, live)
         live_server = server_version(conn)
     plan.lines.append(
         f"Database: {live} ({human_bytes(current_size or 0)}) is replaced by the dump "
-        f"({human_bytes(plan.manifest['files'][DB_FILE]['size'])}, "
-        f"{sum(info['row_counts'].values())} rows in {len(info['row_counts'])} tables); "
+        f"({human_bytes(plan.manifest.files[DB_FILE].size)}, "
+        f"{sum(info.row_counts.values())} rows in {len(info.row_counts)} tables); "
         f"the current one is kept as {live}__pre_restore_<time>."
     )
     pg_restore = tool_version("pg_restore")
     plan.lines.append(
-        f"Versions: set dumped by pg_dump {info['pg_dump_version']} from PostgreSQL "
-        f"{info['server_version']}; here pg_restore {pg_restore}, server {live_server}."
+        f"Versions: set dumped by pg_dump {info.pg_dump_version} from PostgreSQL "
+        f"{info.server_version}; here pg_restore {pg_restore}, server {live_server}."
     )
-    if major(pg_restore) < major(info["pg_dump_version"]):
+    if major(pg_restore) < major(info.pg_dump_version):
         plan.blockers.append(
-            f"pg_restore {pg_restore} cannot read a dump made by pg_dump {info['pg_dump_version']}: "
+            f"pg_restore {pg_restore} cannot read a dump made by pg_dump {info.pg_dump_version}: "
             "install the newer PostgreSQL client tools"
         )
-    if major(live_server) < major(info["server_version"]):
+    if major(live_server) < major(info.server_version):
         plan.warnings.append(
-            f"the server ({live_server}) is older than the one the set came from ({info['server_version']})"
+            f"the server ({live_server}) is older than the one the set came from ({info.server_version})"
         )
-    plan.lines.extend(_migration_lines(info["migrations"], plan.warnings))
+    plan.lines.extend(_migration_lines(info.migrations, plan.warnings))
     plan.lines.append(
         "Disk: PostgreSQL's free space cannot be measured from here; the restored database needs "
         f"about as much as the current one ({human_bytes(current_size or 0)}) until the old one is dropped."
@@ -177,18 +174,18 @@ def _migration_lines(set_state: dict[str, list[str]], warnings: list[str]) -> li
 def _plan_uploads(plan: RestorePlan) -> None:
     media_root = Path(settings.MEDIA_ROOT)
     count, size = media_totals(media_root) if media_root.is_dir() else (0, 0)
-    incoming = plan.manifest["uploads"]
+    incoming = plan.manifest.uploads
     plan.lines.append(
         f"Uploads: {media_root} ({count} files, {human_bytes(size)}) is replaced by "
-        f"{incoming['file_count']} files ({human_bytes(incoming['bytes'])}); the current files are "
+        f"{incoming.file_count} files ({human_bytes(incoming.bytes)}); the current files are "
         f"kept in {media_root / PREVIOUS_PREFIX}<time>/."
     )
     # Staged inside MEDIA_ROOT (or where it will be created), so that is the disk that counts.
     existing = next(path for path in (media_root, *media_root.parents) if path.is_dir())
     free = shutil.disk_usage(existing).free
-    needed = human_bytes(incoming["bytes"])
+    needed = human_bytes(incoming.bytes)
     plan.lines.append(f"Disk: {human_bytes(free)} free in {media_root}, {needed} needed.")
-    if free < incoming["bytes"]:
+    if free < incoming.bytes:
         plan.blockers.append(f"not enough free disk in {media_root} to stage the uploads")
 
 
@@ -263,7 +260,7 @@ def execute(plan: RestorePlan, report) -> list[str]:
         raise _undo(swaps, exc, staging_dir, staging_db, journal) from exc
     if "uploads" in plan.parts:
         staging_dir.rmdir()  # empty now
-        flush_to_disk(media_root)  # the renames too
+        durable.flush_to_disk(media_root)  # the renames too
     journal.record("finished")
     journal.remove()
     summary = []
@@ -279,11 +276,11 @@ def restored_facts(plan: RestorePlan) -> dict:
     """What the restore brings, in words, kept in the journal for a recovery's summary."""
     facts = {}
     if "db" in plan.parts:
-        counts = plan.manifest["database"]["row_counts"]
+        counts = plan.manifest.database.row_counts
         facts["restored_rows"] = f"{sum(counts.values())} rows in {len(counts)} tables"
     if "uploads" in plan.parts:
-        uploads = plan.manifest["uploads"]
-        facts["restored_files"] = f"{uploads['file_count']} upload files ({human_bytes(uploads['bytes'])})"
+        uploads = plan.manifest.uploads
+        facts["restored_files"] = f"{uploads.file_count} upload files ({human_bytes(uploads.bytes)})"
     return facts
 
 
@@ -355,24 +352,16 @@ def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str, j
 
 
 def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
-    report.step(f"Extracting the uploads into {staging_dir} ...")
-    shutil.rmtree(staging_dir, ignore_errors=True)
-    staging_dir.mkdir()
-    count, size = extract_uploads_archive(plan.directory / UPLOADS_FILE, staging_dir, report)
-    check_upload_totals(plan.manifest, count, size)
-    flush_to_disk(staging_dir)  # durable before the swap makes them live
+    report.step(f"Staging the uploads in {staging_dir} ...")
+    staging.stage_uploads(plan.directory, plan.manifest, staging_dir, report)
 
 
 def _stage_database(plan: RestorePlan, staging_db: str, report) -> list[str]:
     """The dump restored into `staging_db`; returns the extensions left out (see restore_dump)."""
     report.step(f"Restoring the dump into the new database {staging_db} ...")
-    with maintenance_connection() as conn:
-        drop_database(conn, staging_db)  # left over from an interrupted restore
-        create_database(conn, staging_db)
-    skipped = restore_dump(plan.directory / DB_FILE, staging_db)
+    skipped = staging.stage_database(plan.directory, plan.manifest, staging_db)
     for name in skipped:
         logger.warning("extension %s left out of the restore: only a superuser may create it", name)
-    check_row_counts(staging_db, plan.manifest["database"]["row_counts"])
     return skipped
 
 

@@ -10,6 +10,12 @@ it is encrypted on the fly into the parts as they are sent (memory stays one par
 manifest too, and a plaintext index (crypto.INDEX_NAME) records what listing and retention
 need without the identity, including each stored object's size and S3 checksum. The
 SHA-256 read from the local file is still compared with the manifest (the plaintext's).
+
+Blobs (shop/backups/blobs.py) live under `<prefix>/blobs/<sha256[:2]>/<sha256>`, beside the
+sets' `<prefix>/<set id>/<file>`, keyed by the SHA-256 of their plaintext: a set uploads only the
+blobs one listing of `<prefix>/blobs/` does not show (encrypted like the rest when recipients are
+set, marked by their metadata), before its manifest, so a set whose manifest is on S3 has all
+its blobs there too. The index of an encrypted set lists its blobs, for retention's sweep.
 """
 
 import base64
@@ -29,7 +35,7 @@ from botocore.exceptions import (
 )
 from django.conf import settings
 
-from shop.backups import crypto
+from shop.backups import blobs, crypto
 from shop.backups.errors import BackupError, CorruptSet, OffsiteError
 from shop.backups.files import create_private_file
 from shop.backups.manifest import CHUNK_SIZE, MANIFEST_NAME, is_set_id
@@ -180,10 +186,29 @@ class PartSender:
         return {"stored_size": self.size, "stored_sha256": self.whole.hexdigest(), "s3_checksum": composite}
 
 
-def upload_file(s3, path: Path, set_id: str, expected_sha256: str, report, recipients=None) -> dict:
-    """Upload a file (encrypted to `recipients` on the way, if given), check that what was read
-    has `expected_sha256` and that S3 holds what was sent; returns PartSender.stored()."""
-    bucket, key = settings.BACKUP_S3_BUCKET, object_key(set_id, path.name)
+def blob_object_key(sha256: str) -> str:
+    """A blob's key: the local store's layout (shop/backups/blobs.py) below the prefix."""
+    return f"{_prefix()}/{blobs.blob_key(sha256)}" if _prefix() else blobs.blob_key(sha256)
+
+
+class _WithinProgress:
+    """A reporter for one of many small files: its bytes count towards one outer progress."""
+
+    def __init__(self, advance):
+        self.advance = advance
+
+    @contextlib.contextmanager
+    def track(self, label: str, total: int | None):
+        yield self.advance
+
+
+def upload_file(
+    s3, path: Path, set_id: str, expected_sha256: str, report, recipients=None, key: str | None = None
+) -> dict:
+    """Upload a file to `key` (by default the set's own key for it), encrypted to `recipients` on
+    the way if given; check that what was read has `expected_sha256` and that S3 holds what was
+    sent; returns PartSender.stored()."""
+    bucket, key = settings.BACKUP_S3_BUCKET, key or object_key(set_id, path.name)
     size = path.stat().st_size
     # An encrypted object's SHA-256 is known only once it is sent: the index records it.
     metadata = {"encrypted": crypto.SCHEME} if recipients else {"sha256": expected_sha256}
@@ -252,8 +277,9 @@ def _check_uploaded(s3, key: str, size: int, metadata: dict, composite: str) -> 
 
 
 def upload_set(set_dir: Path, summary: dict, report) -> None:
-    """Copy a local set to S3 and verify it; OffsiteError if S3 fails in any way. `summary` is
-    the manifest, or the index of a set encrypted on disk (whose files are sent as they are)."""
+    """Copy a local set to S3 and verify it: the set's files, the blobs S3 lacks, the manifest
+    last; OffsiteError if S3 fails in any way. `summary` is the manifest, or the index of a set
+    encrypted on disk (whose files are sent as they are)."""
     set_id = summary["id"]
     try:
         s3 = client()
@@ -263,6 +289,8 @@ def upload_set(set_dir: Path, summary: dict, report) -> None:
         for name, entry in sorted(summary["files"].items()):
             expected = entry["stored_sha256"] if sealed else entry["sha256"]
             stored[name] = upload_file(s3, set_dir / name, set_id, expected, report, recipients)
+        # Blobs are plaintext in the local store (also of a set encrypted on disk): encrypted here.
+        upload_missing_blobs(s3, summary, report, recipients or crypto.configured_recipients())
         manifest_bytes = (set_dir / MANIFEST_NAME).read_bytes()
         index = None
         if sealed:
@@ -331,15 +359,21 @@ def remote_summary(s3, set_id: str) -> dict:
     return _remote_index(s3, set_id) if crypto.is_encrypted(data) else json.loads(data)
 
 
-def remote_set_intact(s3, summary: dict) -> bool:
+def remote_set_intact(s3, summary: dict, present_blobs: set[str] | None = None) -> bool:
     """Every file of the set is on S3 as it was stored: for an encrypted set the size and S3
-    checksum of the stored object (from the index), else the size and SHA-256 of the manifest."""
+    checksum of the stored object (from the index), else the size and SHA-256 of the manifest;
+    and every blob it names is there (`present_blobs`: remote_blob_names, listed once)."""
     try:
         for name, entry in summary["files"].items():
             head = s3.head_object(
                 Bucket=settings.BACKUP_S3_BUCKET, Key=object_key(summary["id"], name), ChecksumMode="ENABLED"
             )
             if not _stored_as_recorded(head, entry):
+                return False
+        needed = blobs.summary_blobs(summary)
+        if needed:
+            present = remote_blob_names(s3) if present_blobs is None else present_blobs
+            if not present.issuperset(needed):
                 return False
     except ClientError:
         return False
@@ -383,8 +417,130 @@ def download_set(s3, set_id: str, destination: Path, report, identity: str | Non
                     for chunk in body.iter_chunks(CHUNK_SIZE):
                         out.write(chunk)
                         advance(len(chunk))
+        fetch_missing_blobs(s3, manifest, report, identities or identity)
     except TRANSPORT_ERRORS as exc:
         raise OffsiteError(f"downloading set {set_id} from S3 failed: {explain(exc)}") from exc
+
+
+def upload_missing_blobs(s3, summary: dict, report, recipients) -> list[str]:
+    """Upload the set's blobs that S3 does not hold yet (one listing, no request per present
+    blob), encrypted to `recipients` if any; the SHA-256s uploaded. Each is checked against its
+    name as it is read."""
+    needed = blobs.summary_blobs(summary)
+    if not needed:
+        return []
+    present = remote_blob_names(s3)
+    missing = sorted(sha256 for sha256 in needed if sha256 not in present)
+    report.step(f"  blobs: {len(needed) - len(missing)} already offsite, {len(missing)} to upload")
+    with report.track("uploading blobs", sum(needed[sha256] for sha256 in missing)) as advance:
+        within = _WithinProgress(advance)
+        for sha256 in missing:
+            key = blob_object_key(sha256)
+            upload_file(s3, blobs.blob_path(sha256), summary["id"], sha256, within, recipients, key=key)
+            report.detail(f"uploaded {key}")
+    return missing
+
+
+def remote_blob_names(s3) -> set[str]:
+    """The SHA-256 of every blob on S3 (complete uploads only: S3 lists no unfinished ones)."""
+    prefix = blob_object_key("00")[: -len("00/00")]  # "<prefix>/blobs/"
+    names = set()
+    paginator = s3.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if sha256 := blobs.sha256_from_key(item["Key"]):
+                    names.add(sha256)
+    except TRANSPORT_ERRORS as exc:
+        raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {explain(exc)}") from exc
+    return names
+
+
+def fetch_missing_blobs(s3, manifest: dict, report, identities=None) -> int:
+    """Download into the local store the set's blobs it lacks, decrypted if they were uploaded
+    encrypted (`identities`, or an identity file to load them from), each checked against its
+    name before it is renamed into place (a damaged one is refused: CorruptSet); the number
+    fetched. Every blob the set names must be on S3 (one listing); those the store holds already
+    are not downloaded again: S3 checked their SHA-256 when they were uploaded."""
+    needed = blobs.summary_blobs(manifest)
+    if not needed:
+        return 0
+    absent = sorted(needed.keys() - remote_blob_names(s3))
+    if absent:
+        raise CorruptSet(
+            f"set {manifest['id']} on S3 lacks {len(absent)} blob(s) its manifest names "
+            f"({', '.join(blobs.blob_key(sha256) for sha256 in absent[:3])}): it is incomplete. "
+            "Nothing was changed. Restore another set, or from the local copy."
+        )
+    missing = {sha256: size for sha256, size in needed.items() if not blobs.blob_path(sha256).is_file()}
+    if not missing:
+        return 0
+    writer = blobs.BlobWriter()
+    try:
+        with report.track(f"fetching {len(missing)} blob(s)", sum(missing.values())) as advance:
+            for sha256 in sorted(missing):
+                identities = _fetch_blob(s3, writer, sha256, advance, identities)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return len(missing)
+
+
+def _fetch_blob(s3, writer, sha256: str, advance, identities):
+    """One blob into a temporary file of the store, checked; returns the identities (loaded now
+    if this is the first encrypted blob and only an identity file was given)."""
+    temporary = writer.temporary_path()
+    try:
+        response = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=blob_object_key(sha256))
+        with create_private_file(temporary) as raw:
+            out = crypto.HashingWriter(raw)
+            if response.get("Metadata", {}).get("encrypted"):
+                if not isinstance(identities, list):
+                    identities = _blob_identities(identities, sha256)
+                what = f"blob {blobs.blob_key(sha256)} on S3"
+                crypto.decrypt_stream(crypto.HashingReader(response["Body"], advance), out, identities, what)
+            else:
+                for chunk in response["Body"].iter_chunks(CHUNK_SIZE):
+                    out.write(chunk)
+                    advance(len(chunk))
+        digest = out.sha256.hexdigest()
+        if digest != sha256:
+            raise CorruptSet(
+                f"blob {blobs.blob_key(sha256)} on S3 has SHA-256 {digest}: it is damaged. "
+                "Nothing was changed. Restore another set, or from the local copy."
+            )
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    writer.adopt(temporary, digest)
+    return identities
+
+
+def _blob_identities(identity: str | None, sha256: str):
+    path = crypto.identity_file(identity)
+    if path is None:
+        raise crypto.IdentityRefused(
+            f"blob {blobs.blob_key(sha256)} on S3 is encrypted (it was uploaded by an encrypted set) "
+            f"and no identity was given: pass --identity FILE or set {crypto.IDENTITY_ENV}. "
+            "Nothing was changed."
+        )
+    return crypto.load_identities(path)
+
+
+def delete_remote_blobs(s3, names) -> int:
+    """Delete these blobs from S3, a thousand per request; the number deleted."""
+    keys = [{"Key": blob_object_key(sha256)} for sha256 in sorted(names)]
+    for start in range(0, len(keys), 1000):
+        response = s3.delete_objects(
+            Bucket=settings.BACKUP_S3_BUCKET, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+        )
+        if response.get("Errors"):
+            error = response["Errors"][0]
+            raise OffsiteError(
+                f"S3 refused to delete {error.get('Key')}: {error.get('Code')}: {error.get('Message')}"
+            )
+    return len(keys)
 
 
 def delete_remote_set(s3, set_id: str) -> None:

@@ -1,25 +1,17 @@
-"""Checking a set: checksums against the manifest, and with `deep` a test restore of it."""
+"""Checking a set: checksums against the manifest (and every blob it references), and with
+`deep` a test restore of it into scratch places (shop/backups/staging.py, as a restore does)."""
 
 import shutil
 from pathlib import Path
 
-from shop.backups import local, status
-from shop.backups.archive import extract_uploads_archive
-from shop.backups.database import (
-    check_row_counts,
-    create_database,
-    derived_name,
-    drop_database,
-    drop_scratch_databases,
-    maintenance_connection,
-    restore_dump,
-)
-from shop.backups.errors import BackupError, CorruptSet
-from shop.backups.files import make_private_dir
+from shop.backups import local, staging, status
+from shop.backups.database import derived_name, drop_database, drop_scratch_databases, maintenance_connection
+from shop.backups.errors import BackupError
 from shop.backups.inventory import opened_set
 from shop.backups.lock import backup_lock
-from shop.backups.manifest import DB_FILE, UPLOADS_FILE, verify_files
+from shop.backups.manifest import DB_FILE, UPLOADS_FILE, Manifest
 from shop.backups.recovery import recover_interrupted_restore
+from shop.backups.staging import verify_files
 
 
 def verify_set(set_id: str, source: str | None, deep: bool, report, identity: str | None = None) -> list[str]:
@@ -32,7 +24,9 @@ def verify_set(set_id: str, source: str | None, deep: bool, report, identity: st
         try:
             report.step(f"Checking the checksums of set {set_id} ({where}) ...")
             verify_files(directory, manifest, report)
-            checked = [f"{name}: size and SHA-256 match the manifest" for name in sorted(manifest["files"])]
+            checked = [f"{name}: size and SHA-256 match the manifest" for name in sorted(manifest.files)]
+            if manifest.blobs():
+                checked.append(f"{len(manifest.blobs())} blobs: size and SHA-256 match their names")
             if deep:
                 checked += test_restore(directory, manifest, report)
         except BackupError as exc:
@@ -46,43 +40,28 @@ def verify_set(set_id: str, source: str | None, deep: bool, report, identity: st
         return checked
 
 
-def test_restore(directory: Path, manifest: dict, report) -> list[str]:
+def test_restore(directory: Path, manifest: Manifest, report) -> list[str]:
     """Restore into scratch places (a scratch database, a scratch directory) and remove them."""
     checked = []
-    if DB_FILE in manifest["files"]:
-        scratch = derived_name(f"verify_{manifest['id']}")
+    if manifest.database is not None:
+        scratch = derived_name(f"verify_{manifest.id}")
         report.step(f"Test restore of the dump into scratch database {scratch} ...")
-        with maintenance_connection() as conn:
-            drop_database(conn, scratch)
-            create_database(conn, scratch)
         try:
-            skipped = restore_dump(directory / DB_FILE, scratch)
-            check_row_counts(scratch, manifest["database"]["row_counts"])
+            skipped = staging.stage_database(directory, manifest, scratch)
         finally:
             with maintenance_connection() as conn:
                 drop_database(conn, scratch)
-        tables = len(manifest["database"]["row_counts"])
+        tables = len(manifest.database.row_counts)
         checked.append(f"{DB_FILE}: restored into a scratch database, row counts of {tables} tables match")
         if skipped:
             names = ", ".join(skipped)
             checked.append(f"{DB_FILE}: left out extension(s) {names} (only a superuser may create them)")
-    if UPLOADS_FILE in manifest["files"]:
-        scratch_dir = local.ensure_backup_root() / f"{local.SCRATCH_PREFIX}{manifest['id']}"
-        shutil.rmtree(scratch_dir, ignore_errors=True)
-        make_private_dir(scratch_dir)
+    if manifest.uploads is not None:
+        scratch_dir = local.ensure_backup_root() / f"{local.SCRATCH_PREFIX}{manifest.id}"
+        report.step(f"Test restore of the uploads into {scratch_dir} ...")
         try:
-            count, size = extract_uploads_archive(directory / UPLOADS_FILE, scratch_dir, report)
+            count, size = staging.stage_uploads(directory, manifest, scratch_dir, report)
         finally:
             shutil.rmtree(scratch_dir, ignore_errors=True)
-        check_upload_totals(manifest, count, size)
-        checked.append(f"{UPLOADS_FILE}: test extraction gave {count} files ({size} bytes) as listed")
+        checked.append(f"{UPLOADS_FILE} and blobs: test restore gave {count} files ({size} bytes) as listed")
     return checked
-
-
-def check_upload_totals(manifest: dict, count: int, size: int) -> None:
-    expected = manifest["uploads"]
-    if (count, size) != (expected["file_count"], expected["bytes"]):
-        raise CorruptSet(
-            f"the uploads archive holds {count} files ({size} bytes); the manifest says "
-            f"{expected['file_count']} files ({expected['bytes']} bytes)."
-        )

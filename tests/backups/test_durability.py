@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shop.backups import archive, restore
+from shop.backups import durable
 from tests.backups.conftest import backup_now, run_command, upload_fingerprints
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,9 +28,10 @@ def test_restore_flushes_the_staged_uploads_before_the_swap_and_the_live_ones_af
     def spy(directory):
         directory = Path(directory)
         flushed.append((directory, upload_fingerprints(directory), upload_fingerprints(media_root)))
-        archive.flush_to_disk(directory)
+        real_flush(directory)
 
-    monkeypatch.setattr(restore, "flush_to_disk", spy)
+    real_flush = durable.flush_to_disk
+    monkeypatch.setattr(durable, "flush_to_disk", spy)
     run_command("restore_backup", "--latest", "--yes", "--only", "uploads")
 
     staging = media_root / f".restoring-{set_id}"
@@ -47,6 +48,6 @@ def test_restore_flushes_the_staged_uploads_before_the_swap_and_the_live_ones_af
 
 def test_flush_to_disk_syncs_the_file_system_of_the_directory(tmp_path):
     (tmp_path / "image.png").write_bytes(os.urandom(1024))
-    archive.flush_to_disk(tmp_path)  # syncfs on a descriptor of this directory: no error
+    durable.flush_to_disk(tmp_path)  # syncfs on a descriptor of this directory: no error
     with pytest.raises(FileNotFoundError):
-        archive.flush_to_disk(tmp_path / "missing")
+        durable.flush_to_disk(tmp_path / "missing")

@@ -2,8 +2,10 @@
 a missing or wrong identity is refused before anything changes. S3 is a moto server."""
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 
 import pytest
 from django.core.management.base import CommandError
@@ -98,9 +100,10 @@ def test_encrypted_round_trip_through_s3(marked_shop, media_root, s3_bucket, bac
     # In the bucket, every file of the set is age ciphertext, but for the plaintext index.
     objects = bucket_objects(s3_bucket, backup_settings.BACKUP_S3_BUCKET)
     prefix = f"shop/backups/{set_id}/"
-    assert sorted(objects) == [
+    assert sorted(key for key in objects if not key.startswith("shop/backups/blobs/")) == [
         prefix + name for name in sorted([DB_FILE, INDEX_NAME, MANIFEST_NAME, UPLOADS_FILE])
     ]
+    assert len(objects) > 4  # and the uploads' blobs, encrypted too (checked below)
     for key, data in objects.items():
         assert MARKER.encode() not in data, key
         if not key.endswith(INDEX_NAME):
@@ -305,7 +308,7 @@ def test_retention_prunes_encrypted_sets_on_s3_without_the_identity(
 
     assert "last_failure" not in status.read_status()  # the prune read both indexes, no identity
     keys = bucket_objects(s3_bucket, backup_settings.BACKUP_S3_BUCKET)
-    assert {key.split("/")[2] for key in keys} == {second}
+    assert {key.split("/")[2] for key in keys} == {second, "blobs"}  # the blobs second names stay
     assert first in local.local_set_ids()  # local retention (7 days) kept it
     [remote] = [info for info in json.loads("\n".join(run_command("list_backups", "--json"))) if info["s3"]]
     assert (remote["id"], remote["s3_intact"]) == (second, True)
@@ -352,3 +355,30 @@ def test_s3_failing_in_the_middle_of_an_encrypted_upload_is_an_offsite_error(
 
     assert reporter.aborted
     assert s3.remote_set_ids(s3.client()) == []
+
+
+def test_encrypted_blobs_are_fetched_decrypted_and_checked_when_the_local_store_lacks_them(
+    shop_data, media_root, s3_bucket, backup_settings, key_a
+):
+    """The blobs a set names go up encrypted (only those S3 lacks) and come back decrypted."""
+    backup_settings.BACKUP_AGE_RECIPIENTS = key_a.public
+    before = (table_fingerprints(), upload_fingerprints(media_root))
+    set_id = backup_now()
+    objects = bucket_objects(s3_bucket, backup_settings.BACKUP_S3_BUCKET)
+    blob_objects = {key: data for key, data in objects.items() if key.startswith("shop/backups/blobs/")}
+    assert len(blob_objects) >= 10
+    assert all(data.startswith(AGE_HEADER) for data in blob_objects.values())
+    index = json.loads(objects[f"shop/backups/{set_id}/{INDEX_NAME}"])
+    assert {key.rsplit("/", 1)[1] for key in blob_objects} == set(index["blobs"])  # for the sweep
+    local.delete_local_set(set_id)
+    shutil.rmtree(backup_settings.BACKUP_PATH / "blobs")
+    change_live_data(shop_data, media_root)
+
+    output = "\n".join(
+        run_command("restore_backup", set_id, "--source", "s3", "--identity", str(key_a.file), "--yes")
+    )
+
+    assert f"fetching {len(blob_objects)} blob(s)" in output
+    assert (table_fingerprints(), upload_fingerprints(media_root)) == before
+    for blob in (backup_settings.BACKUP_PATH / "blobs").glob("*/*"):  # plaintext, named by content
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name

@@ -9,7 +9,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shop.backups import local
 from shop.backups.chart import history_charts
-from shop.backups.manifest import total_size
 from shop.backups.tasks import scheduled_backup, verify_latest_set
 from tests.backups.conftest import backup_now
 
@@ -41,7 +40,7 @@ def test_metrics_after_a_real_backup_to_local_and_s3(client, shop_data, s3_bucke
 
     assert before - 1 <= gauge(samples, "last_success_timestamp_seconds", destination="local") <= time.time()
     assert gauge(samples, "last_success_timestamp_seconds", destination="s3") >= before - 1
-    assert gauge(samples, "last_size_bytes") == total_size(manifest)
+    assert gauge(samples, "last_size_bytes") == manifest.total_size()
     assert 0 < gauge(samples, "last_duration_seconds") < time.time() - before + 1
     assert gauge(samples, "sets_kept") == 1
     assert gauge(samples, "newest_verified_timestamp_seconds") == pytest.approx(before, abs=2)

@@ -55,11 +55,11 @@ def test_an_existing_backup_directory_we_own_is_tightened(shop_data, backup_sett
 def test_a_set_fetched_from_s3_is_private_too(
     shop_data, backup_settings, s3_bucket, permissive_umask, monkeypatch
 ):
-    from shop.backups import manifest
+    from shop.backups import staging
 
     set_id = backup_now()
     seen = {}
-    real_verify = manifest.verify_files
+    real_verify = staging.verify_files
 
     def verify_files(directory, set_manifest, report):  # a spy: the fetched copy as it is checked
         seen.update({path.name: mode(path) for path in [directory, *directory.iterdir()]})

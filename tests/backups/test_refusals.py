@@ -179,9 +179,15 @@ def test_backup_onto_a_full_disk_fails_loudly_and_leaves_no_set(
 
     with pytest.raises(CommandError, match="No space left on device"):
         run_command("backup_now", "--no-upload")
-    assert [p.name for p in backup_settings.BACKUP_PATH.iterdir() if not p.name.startswith(".status")] == [
-        "status.json"
+    assert sorted(
+        p.name for p in backup_settings.BACKUP_PATH.iterdir() if not p.name.startswith(".status")
+    ) == [
+        "blobs",
+        "status.json",
     ]
+    assert [
+        p for p in (backup_settings.BACKUP_PATH / "blobs").rglob("*") if p.is_file()
+    ] == []  # none half-written
     assert "No backup sets" in "\n".join(run_command("list_backups"))
     status = json.loads((backup_settings.BACKUP_PATH / "status.json").read_text())
     assert "No space left" in status["last_failure"]["error"]

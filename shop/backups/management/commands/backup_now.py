@@ -9,16 +9,19 @@ from shop.backups.progress import reporter_for
 
 
 class Command(BaseCommand):
-    help = "Make a backup set now (database dump + uploads) and copy it to S3. Prints the set ID last."
+    help = (
+        "Make a backup set now (database dump + uploads) and copy it to S3. Prints the set ID last "
+        "(with --verbosity 0, nothing else)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--no-upload", action="store_true", help="keep the set local, skip S3")
         parser.add_argument("--only", choices=["db", "uploads"], help="back up only the database or uploads")
 
-    def handle(self, *args, no_upload, only, **options):
+    def handle(self, *args, no_upload, only, verbosity, **options):
         skip_collection_at_exit()
         try:
-            outcome = run_backup(reporter_for(self.stdout), upload=not no_upload, only=only)
+            outcome = run_backup(reporter_for(self.stdout, verbosity), upload=not no_upload, only=only)
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"backup failed: {exc}") from exc
         if outcome.offsite is False:
@@ -30,7 +33,9 @@ class Command(BaseCommand):
                 f"offsite: {outcome.offsite_error}. Fix that, then run backup_now again (the scheduled "
                 "backup retries the upload of its set by itself)."
             )
-        if no_upload:
+        if verbosity == 0:
+            pass  # only the set ID, for scripts
+        elif no_upload:
             self.stdout.write(f"Set {outcome.set_id} is local only (--no-upload).")
         elif not outcome.offsite_configured:
             self.stdout.write(

@@ -30,11 +30,15 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, recover, source, only, dry_run, yes, identity, **options):
+    def handle(
+        self, *args, set_id, latest, recover, source, only, dry_run, yes, identity, verbosity, **options
+    ):
         skip_collection_at_exit()
         if recover:
-            self._recover()
+            self._recover(verbosity)
             return
+        # --verbosity 0 prints nothing, but a plan that needs a confirmation is always shown.
+        self.quiet = verbosity == 0 and yes and not dry_run
         try:
             summary = restore(
                 set_id,
@@ -43,7 +47,7 @@ class Command(BaseCommand):
                 dry_run=dry_run,
                 confirm=lambda: yes or self._confirm(),
                 show=self._show_plan,
-                report=reporter_for(self.stdout),
+                report=reporter_for(self.stdout, verbosity),
                 identity=identity,
             )
         except (BackupError, psycopg.Error) as exc:
@@ -51,13 +55,15 @@ class Command(BaseCommand):
         if summary is None:
             self.stdout.write(f"{'Dry run' if dry_run else 'Cancelled'}: nothing was changed.")
             return
+        if self.quiet:
+            return
         for line in summary:
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
 
-    def _recover(self):
+    def _recover(self, verbosity):
         try:
-            lines = recover(reporter_for(self.stdout))
+            lines = recover(reporter_for(self.stdout, verbosity))
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"recovery failed: {exc}") from exc
         if not lines:
@@ -68,6 +74,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Recovery complete."))
 
     def _show_plan(self, lines):
+        if self.quiet:
+            return
         self.stdout.write(self.style.MIGRATE_HEADING("Restore plan:"))
         for line in lines:
             style = self.style.WARNING if line.startswith(("WARNING", "CANNOT")) else str

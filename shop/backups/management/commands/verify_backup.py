@@ -19,13 +19,15 @@ class Command(BaseCommand):
         parser.add_argument("--deep", action="store_true", help="also restore into a scratch database/dir")
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
-    def handle(self, *args, set_id, latest, source, deep, identity, **options):
+    def handle(self, *args, set_id, latest, source, deep, identity, verbosity, **options):
         skip_collection_at_exit()
         try:
             set_id = set_id or latest_set_id(source)
-            checked = verify_set(set_id, source, deep, reporter_for(self.stdout), identity)
+            checked = verify_set(set_id, source, deep, reporter_for(self.stdout, verbosity), identity)
         except (BackupError, psycopg.Error) as exc:
             raise CommandError(f"verification failed: {exc}") from exc
+        if verbosity == 0:
+            return  # the exit status says it
         for line in checked:
             self.stdout.write(f"  {line}")
         self.stdout.write(self.style.SUCCESS(f"Set {set_id} is good."))
