@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 VERSION_KEY = "catalog:version"
 REQUEST_ATTRIBUTE = "_catalog_version"
+# What a cached fragment or page holds instead of the CSRF token; no template text can contain a
+# NUL. Filled with the visitor's own token on every response.
+CSRF_HOLE = "\x00csrf-token\x00"
 
 
 def catalog_version() -> str:
@@ -120,15 +123,27 @@ class LocalFragments:
 local_fragments = LocalFragments(max_chars=8_000_000)
 
 
+def stored_fragment(key: str, *, process_only: bool = False) -> str | None:
+    """The fragment under `key` from this process's memory, else Redis (unless `process_only`)."""
+    html = local_fragments.get(key)
+    if html is None and not process_only:
+        html = cache.get(key)
+        if html is not None:
+            local_fragments.put(key, html)
+    return html
+
+
+def store_fragment(key: str, html: str, *, process_only: bool = False) -> None:
+    if not process_only:
+        cache.set(key, html, fragment_timeout())
+    local_fragments.put(key, html)
+
+
 def cached_fragment(key: str, render: Callable[[], str], *, process_only: bool = False) -> str:
     """The fragment under `key`: from this process's memory, else Redis (unless `process_only`),
     else `render()` (then stored in both)."""
-    html = local_fragments.get(key)
+    html = stored_fragment(key, process_only=process_only)
     if html is None:
-        html = None if process_only else cache.get(key)
-        if html is None:
-            html = render()
-            if not process_only:
-                cache.set(key, html, fragment_timeout())
-        local_fragments.put(key, html)
+        html = render()
+        store_fragment(key, html, process_only=process_only)
     return html

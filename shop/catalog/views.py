@@ -6,12 +6,13 @@ when a fragment misses. A page served from fragments runs no SQL at all; a missi
 product still raises Http404, from the fragment's rendering, inside the view.
 """
 
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404
 from django.utils.functional import SimpleLazyObject
 
 from shop.catalog.cache import request_catalog_version
 from shop.catalog.listing import CATEGORY_SORTS, SEARCH_SORTS, listing_page
 from shop.catalog.models import Category, Product
+from shop.catalog.pages import no_parameters, render_catalog_page, shared_page
 from shop.catalog.search import clean_query, indexes_preferred, search_products
 
 LISTING_PARAMETERS = frozenset({"page", "sort", "q"})
@@ -43,6 +44,7 @@ def listing_cache_key(request) -> str | None:
     return params.urlencode()
 
 
+@shared_page(no_parameters)
 def home(request):
     request_catalog_version(request)  # before any catalog query (see request_catalog_version)
     products = (
@@ -51,9 +53,10 @@ def home(request):
         .prefetch_related("images")
         .order_by("-created_at", "-pk")[:8]
     )
-    return render(request, "catalog/home.html", {"products": products})
+    return render_catalog_page(request, "catalog/home.html", {"products": products})
 
 
+@shared_page(listing_cache_key)
 def category(request, slug):
     request_catalog_version(request)
     category = SimpleLazyObject(lambda: get_object_or_404(Category, slug=slug))
@@ -64,9 +67,10 @@ def category(request, slug):
         "listing": listing,
         "listing_key": listing_cache_key(request),
     }
-    return render(request, "catalog/category.html", context)
+    return render_catalog_page(request, "catalog/category.html", context)
 
 
+@shared_page(listing_cache_key, process_only=True)  # search words never reach Redis
 def search(request):
     request_catalog_version(request)
     query = clean_query(request.GET.get("q"))
@@ -82,11 +86,12 @@ def search(request):
         "listing": SimpleLazyObject(search_listing),
         "listing_key": listing_cache_key(request),
     }
-    return render(request, "catalog/search.html", context)
+    return render_catalog_page(request, "catalog/search.html", context)
 
 
+@shared_page(no_parameters)
 def product(request, slug):
     request_catalog_version(request)
     products = Product.objects.active().select_related("category").prefetch_related("images")
     product = SimpleLazyObject(lambda: get_object_or_404(products, slug=slug))
-    return render(request, "catalog/product.html", {"slug": slug, "product": product})
+    return render_catalog_page(request, "catalog/product.html", {"slug": slug, "product": product})

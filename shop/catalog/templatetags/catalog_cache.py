@@ -17,13 +17,11 @@ from django.template.base import FilterExpression, NodeList, Variable
 from django.template.loader_tags import IncludeNode
 from django.template.smartif import TokenBase
 
-from shop.catalog.cache import cached_fragment, fragment_key, request_catalog_version
+from shop.catalog.cache import CSRF_HOLE, cached_fragment, fragment_key, request_catalog_version
 
 register = Library()
 
 PER_VISITOR_NAMES = frozenset({"user", "perms", "request", "messages", "cart_count"})
-# What a fragment holds instead of the CSRF token; no template text can contain a NUL.
-CSRF_HOLE = "\x00csrf-token\x00"
 
 
 def per_visitor_names(root) -> set[str]:
