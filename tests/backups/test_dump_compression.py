@@ -61,10 +61,10 @@ def test_the_auto_dump_restores_and_says_how_it_was_compressed(shop_data, media_
 
     manifest = local.local_manifest(set_id)
     if int(pg_dump.split(".")[0]) >= 16:
-        assert manifest["database"]["dump_compression"] == "zstd:1"
+        assert manifest.database.dump_compression == "zstd:1"
         assert dump_header_compression(set_id) == "zstd"
     else:
-        assert manifest["database"]["dump_compression"] == "default"
+        assert manifest.database.dump_compression == "default"
         assert dump_header_compression(set_id) in ("-1", "gzip")  # pg_dump's default
     shop_data[0].delete()
     run_command("restore_backup", set_id, "--yes")
