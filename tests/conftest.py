@@ -27,6 +27,18 @@ CUSTOMER = CustomerDetails(
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tiers last: the browser tests, then the compose stacks (minutes). The browser
+    tests must also come after every test that uses the database in this process: Playwright's
+    sync API keeps an event loop running in the main thread until the session ends, and Django
+    then refuses database calls from what looks like an async context."""
+    items.sort(key=lambda item: (item.get_closest_marker("docker") is not None, _is_browser(item)))
+
+
+def _is_browser(item) -> bool:
+    return item.get_closest_marker("browser") is not None
+
+
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Every test gets an empty MEDIA_ROOT of its own."""

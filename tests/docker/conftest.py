@@ -1,16 +1,12 @@
 """The compose stacks run for real under a Docker engine. A developer without Docker gets a skip
 that says why; under CI (CI=true) a missing engine is a failure, never a skip. These tests run
-after all the others (they take minutes)."""
+after all the others (they take minutes; the order is set in tests/conftest.py)."""
 
 import os
 
 import pytest
 
 from tests.docker.compose_project import docker_missing
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.get_closest_marker("docker") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def test_supervisord_runs_every_process_and_restarts_one_that_dies(tmp_path):
     assert "redis-password" not in text  # the password reaches Redis through the environment
 
 
-def test_stack_stops_nginx_and_the_app_first_and_each_process_the_clean_way(tmp_path):
+def test_stack_stops_nginx_and_the_app_first_and_each_process_the_clean_way(tmp_path, monkeypatch):
     section = supervisord_reads(stack_configuration(tmp_path), tmp_path)
     processes = supervised(section)
     groups = {group.name: group for group in section.process_group_configs}
@@ -151,6 +151,9 @@ def test_stack_stops_nginx_and_the_app_first_and_each_process_the_clean_way(tmp_
     assert processes["postgres"].stopwaitsecs >= 60
     assert processes["redis"].stopsignal == signal.SIGTERM  # writes the AOF and exits
     # gunicorn finishes its requests for graceful_timeout; Celery its tasks (warm shutdown).
+    # The config file sets PROMETHEUS_MULTIPROC_DIR in os.environ (for gunicorn's workers): keep
+    # it out of this test process, whose later subprocesses (manage.py migrate) would inherit it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     gunicorn = runpy.run_path(str(PROJECT_ROOT / "ops" / "gunicorn.conf.py"))
     assert processes["web"].stopsignal == signal.SIGTERM
     assert processes["web"].stopwaitsecs > gunicorn["graceful_timeout"]
