@@ -55,8 +55,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def new_secret() -> str:
     # URL-safe, so it can be put into DATABASE_URL/REDIS_URL without quoting; 64 characters,
-    # past Django's own minimum for SECRET_KEY (50).
-    return secrets.token_urlsafe(48)
+    # past Django's own minimum for SECRET_KEY (50). Never starting with "-", which command-line
+    # tools given it as an argument (mc alias set ... SECRET) would take for an option.
+    while (secret := secrets.token_urlsafe(48)).startswith("-"):
+        pass
+    return secret
 
 
 def compose_project_name(root: Path) -> str:

@@ -26,6 +26,12 @@ def project(tmp_path):
     return tmp_path
 
 
+def test_generated_secrets_never_start_with_a_dash():
+    """A secret given to a command-line tool as an argument (minio-setup's `mc alias set ...
+    SECRET`) must not look like an option: one in 64 of token_urlsafe's strings starts with '-'."""
+    assert not any(init_stack.new_secret().startswith("-") for _ in range(2000))
+
+
 def test_init_creates_env_with_fresh_secrets_once(project):
     assert init_stack.ensure_env_file(project) is True
 
