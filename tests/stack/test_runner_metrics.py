@@ -28,6 +28,9 @@ def healthz_count(backend: str) -> float:
 
 def test_nginx_refuses_metrics_and_the_backend_port_serves_every_worker(stack):
     stack.start()
+    # /readyz answers before supervisord counts gunicorn as RUNNING (its startsecs): only then
+    # does `ctl status` give the master's pid, which the worker kill below needs.
+    stack.wait_until_settled()
     backend = f"http://127.0.0.1:{stack.config.app_port}"
 
     through_nginx = requests.get(f"{stack.url}/metrics", timeout=10)
