@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from ops.runner import PROJECT_ROOT, RunnerConfig
+from tests.shop_http import STAFF_PASSWORD, STAFF_USER
 
 FOR_THE_CALLER_ONLY = ("REDIS_DB_", "REDIS_URL", "DATABASE_URL", "CELERY_")
 STATUS_LINE = re.compile(r"^(\S+)\s+([A-Z]+)\s*(?:pid (\d+))?", flags=re.MULTILINE)
@@ -249,6 +250,19 @@ class StackRunner:
             check=True,
         )
         return result.stdout
+
+    def add_staff_and_category(self) -> str:
+        """The 'Mugs' category and the staff user of tests/shop_http.py; returns the category's pk."""
+        category_id = self.manage(
+            "shell", "--verbosity", "0", "-c",
+            "from shop.catalog.models import Category; "
+            "print(Category.objects.create(name='Mugs', slug='mugs').pk)",
+        ).strip()  # fmt: skip
+        self.manage(
+            "createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "staff@example.com",
+            extra_env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
+        )  # fmt: skip
+        return category_id
 
 
 def read_bytes(path: Path) -> bytes:

@@ -17,8 +17,6 @@ from ops.runner import PROJECT_ROOT
 from tests.shop_http import (
     PRODUCT_NAME,
     PRODUCT_SLUG,
-    STAFF_PASSWORD,
-    STAFF_USER,
     add_to_cart,
     assert_served_as_image,
     form_errors,
@@ -94,23 +92,7 @@ def test_shop_through_nginx_and_data_survives_a_restart(stack):
     assert probe.returncode == 0
 
     # A staff user uploads a product image through the admin (through nginx).
-    category_id = stack.manage(
-        "shell",
-        "--verbosity",
-        "0",
-        "-c",
-        "from shop.catalog.models import Category; "
-        "print(Category.objects.create(name='Mugs', slug='mugs').pk)",
-    ).strip()
-    stack.manage(
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        STAFF_USER,
-        "--email",
-        "staff@example.com",
-        extra_env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
-    )
+    category_id = stack.add_staff_and_category()
     staff = staff_session(base)
     uploaded = upload_product(staff, base, category_id, ("front.png", png_image(), "image/png"))
     assert uploaded.status_code == 302, form_errors(uploaded.text)

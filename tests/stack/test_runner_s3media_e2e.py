@@ -13,8 +13,6 @@ import requests
 from tests.conftest import new_media_bucket
 from tests.shop_http import (
     PRODUCT_SLUG,
-    STAFF_PASSWORD,
-    STAFF_USER,
     add_to_cart,
     assert_served_as_image,
     browser,
@@ -123,18 +121,7 @@ def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bu
     first, second = (f"http://{address}" for address in stack.config.backend_addresses)
     assert stack.states()["app:web2"] == "RUNNING"
 
-    stack.manage(
-        "shell", "--verbosity", "0", "-c",
-        "from shop.catalog.models import Category; Category.objects.create(name='Mugs', slug='mugs')",
-    )  # fmt: skip
-    category_id = stack.manage(
-        "shell", "--verbosity", "0", "-c",
-        "from shop.catalog.models import Category; print(Category.objects.get(slug='mugs').pk)",
-    ).strip()  # fmt: skip
-    stack.manage(
-        "createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "staff@example.com",
-        extra_env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
-    )  # fmt: skip
+    category_id = stack.add_staff_and_category()
 
     # A staff user uploads through the first backend: the image goes to the bucket, not to disk.
     staff = staff_session(first)

@@ -7,8 +7,6 @@ import pytest
 from tests.shop_http import (
     PRODUCT_NAME,
     PRODUCT_SLUG,
-    STAFF_PASSWORD,
-    STAFF_USER,
     browser,
     form_errors,
     form_value,
@@ -30,15 +28,7 @@ def seen_by_both_workers(visitor, url: str, times: int = 6) -> str:
 def test_admin_edits_show_through_nginx_on_the_next_request(stack):
     stack.start()
     base = stack.url
-    category_id = stack.manage(
-        "shell", "--verbosity", "0", "-c",
-        "from shop.catalog.models import Category; "
-        "print(Category.objects.create(name='Mugs', slug='mugs').pk)",
-    ).strip()  # fmt: skip
-    stack.manage(
-        "createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "staff@example.com",
-        extra_env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
-    )  # fmt: skip
+    category_id = stack.add_staff_and_category()
     staff = staff_session(base)
     uploaded = upload_product(staff, base, category_id, ("front.png", png_image(), "image/png"))
     assert uploaded.status_code == 302, form_errors(uploaded.text)
