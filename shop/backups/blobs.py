@@ -24,7 +24,7 @@ from pathlib import Path
 from shop.backups import durable, local
 from shop.backups.errors import CorruptSet
 from shop.backups.files import PRIVATE_DIR_MODE, create_private_file
-from shop.backups.manifest import CHUNK_SIZE, STORED_IN_BLOB, UploadFile
+from shop.backups.manifest import CHUNK_SIZE, STORED_IN_BLOB, STORED_IN_BUCKET, UploadFile
 
 logger = logging.getLogger("shop.backups")
 
@@ -181,6 +181,15 @@ def summary_blobs(summary: dict) -> dict[str, int]:
     return {entry["sha256"]: entry["size"] for entry in files if entry.get("stored") == STORED_IN_BLOB}
 
 
+def summary_bucket_blobs(summary: dict) -> dict[str, int]:
+    """{sha256: size} of the blobs a set keeps in the backup bucket only (`stored: "bucket"`, a
+    media bucket's objects: shop/backups/media_bucket.py), from its manifest or its index."""
+    if "bucket_blobs" in summary:
+        return summary["bucket_blobs"]
+    files = (summary.get("uploads") or {}).get("files") or []
+    return {entry["sha256"]: entry["size"] for entry in files if entry.get("stored") == STORED_IN_BUCKET}
+
+
 def same_filesystem(a: Path, b: Path) -> bool:
     return a.stat().st_dev == b.stat().st_dev
 
@@ -206,8 +215,10 @@ def place(entry: UploadFile, target: Path, link: bool) -> None:
     os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def sweep(keep: set[str]) -> tuple[int, int]:
+def sweep(keep: set[str], spare_after: float | None = None) -> tuple[int, int]:
     """Delete every local blob not in `keep`, and temporary files of killed backups; (count, bytes).
+    Blobs written after `spare_after` (a time stamp) stay: images archived since that set
+    (shop/backups/image_archive.py) are named by no set yet.
     Call only while holding the backup lock: a running backup's new blobs are referenced by
     no manifest until its set is published."""
     root = store_root()
@@ -220,7 +231,10 @@ def sweep(keep: set[str]) -> tuple[int, int]:
             continue
         for blob in shard.iterdir():
             if blob.name not in keep:
-                size += blob.stat().st_size
+                found = blob.stat()
+                if spare_after is not None and found.st_mtime >= spare_after:
+                    continue
+                size += found.st_size
                 blob.unlink()
                 count += 1
     return count, size

@@ -370,7 +370,7 @@ def remote_set_intact(s3, summary: dict, present_blobs: set[str] | None = None) 
             )
             if not _stored_as_recorded(head, entry):
                 return False
-        needed = blobs.summary_blobs(summary)
+        needed = blobs.summary_blobs(summary) | blobs.summary_bucket_blobs(summary)
         if needed:
             present = remote_blob_names(s3) if present_blobs is None else present_blobs
             if not present.issuperset(needed):
@@ -550,3 +550,19 @@ def delete_remote_set(s3, set_id: str) -> None:
     listing = s3.list_objects_v2(Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix)
     for item in listing.get("Contents", []):
         s3.delete_object(Bucket=settings.BACKUP_S3_BUCKET, Key=item["Key"])
+
+
+def remote_blob_times(s3) -> dict[str, float]:
+    """{sha256: time stamp of its upload} of every blob on S3, for retention's sweep."""
+    prefix = blob_object_key("00")[: -len("00/00")]
+    times = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix
+        ):
+            for item in page.get("Contents", []):
+                if sha256 := blobs.sha256_from_key(item["Key"]):
+                    times[sha256] = item["LastModified"].timestamp()
+    except TRANSPORT_ERRORS as exc:
+        raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {explain(exc)}") from exc
+    return times
