@@ -14,7 +14,7 @@ import psycopg
 from django.conf import settings
 
 import shop
-from shop.backups import blobs, crypto, local, media_bucket, retention, s3, status
+from shop.backups import blobs, crypto, image_archive, local, media_bucket, retention, s3, status
 from shop.backups.archive import MediaEntry, media_entries, write_uploads_archive
 from shop.backups.database import (
     dump_compression,
@@ -98,6 +98,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         # S3 is left alone when the run was local only (--no-upload), and while it is failing:
         # pruning it would only fail again and hide the upload error in the status.
         _prune(report, include_s3=upload and outcome.offsite is not False)
+        image_archive.settle_after_backup(manifest, outcome.offsite)  # the sweep of missed images
         return outcome
 
 

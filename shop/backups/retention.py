@@ -71,38 +71,45 @@ def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[
     return deleted
 
 
-def spare_after(set_ids) -> float | None:
+def spare_after(summaries: list[dict]) -> float | None:
     """Blobs written after the oldest kept set started are spared although no set names them:
     images archived as they were stored (shop/backups/image_archive.py) wait for the next set,
     and a point-in-time restore into the kept window may need them. No set: all are spared."""
-    return min(set_time(set_id) for set_id in set_ids).timestamp() if set_ids else None
+    starts = [_started(summary) for summary in summaries]
+    return min(starts).timestamp() if starts else None
+
+
+def _started(summary: dict) -> datetime:
+    try:
+        return datetime.fromisoformat(summary["started_at"])
+    except (KeyError, TypeError, ValueError):  # an index without it: the ID's second will do
+        return set_time(summary["id"])
 
 
 def _sweep_local_blobs(report) -> None:
-    keep = set()
-    set_ids = local.local_set_ids()
-    if not set_ids:
-        return
-    for set_id in set_ids:
+    keep, summaries = set(), []
+    for set_id in local.local_set_ids():
         try:
-            keep.update(blobs.summary_blobs(local.local_summary(set_id)))
+            summaries.append(local.local_summary(set_id))
         except BackupError as exc:
             logger.warning("retention: local blobs not swept: cannot read set %s (%s)", set_id, exc)
             return
-    count, size = blobs.sweep(keep, spare_after(set_ids))
+        keep.update(blobs.summary_blobs(summaries[-1]))
+    if not summaries:
+        return
+    count, size = blobs.sweep(keep, spare_after(summaries))
     if count:
         report.step(f"Retention: deleted {count} local blob(s) ({human_bytes(size)}) no kept set uses")
 
 
 def _sweep_remote_blobs(client, kept_summaries, present: set[str], report) -> None:
-    keep, set_ids = set(), []
-    for summary in kept_summaries:
+    keep, summaries = set(), list(kept_summaries)
+    for summary in summaries:
         keep.update(blobs.summary_blobs(summary))
         keep.update(blobs.summary_bucket_blobs(summary))  # a media bucket's images (s3 mode)
-        set_ids.append(summary["id"])
-    if not set_ids:
+    if not summaries:
         return
-    cutoff = spare_after(set_ids)
+    cutoff = spare_after(summaries)
     unused = {
         sha256
         for sha256, stamp in s3.remote_blob_times(client).items()
