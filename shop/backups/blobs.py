@@ -215,10 +215,8 @@ def place(entry: UploadFile, target: Path, link: bool) -> None:
     os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def sweep(keep: set[str], spare_after: float | None = None) -> tuple[int, int]:
+def sweep(keep: set[str]) -> tuple[int, int]:
     """Delete every local blob not in `keep`, and temporary files of killed backups; (count, bytes).
-    Blobs written after `spare_after` (a time stamp) stay: images archived since that set
-    (shop/backups/image_archive.py) are named by no set yet.
     Call only while holding the backup lock: a running backup's new blobs are referenced by
     no manifest until its set is published."""
     root = store_root()
@@ -231,10 +229,7 @@ def sweep(keep: set[str], spare_after: float | None = None) -> tuple[int, int]:
             continue
         for blob in shard.iterdir():
             if blob.name not in keep:
-                found = blob.stat()
-                if spare_after is not None and found.st_mtime >= spare_after:
-                    continue
-                size += found.st_size
+                size += blob.stat().st_size
                 blob.unlink()
                 count += 1
     return count, size

@@ -13,12 +13,13 @@ Failures never reach the request that stored the image (the task runs after its 
 worker) and are visible: BACKUP_PATH/status.json's "image_archive" holds the time of the last
 success, the names still pending and the last error (`archive_status()`). Every backup is the
 sweep that catches what was missed: it stores every image as a blob and uploads (or copies) what
-S3 lacks, and then clears the pending names its set covers (`settle_after_backup`). Retention
-spares blobs written after the oldest kept set started (shop/backups/retention.py), so archived
-blobs wait safely for the next set.
+S3 lacks, and then clears the pending names its set covers (`settle_after_backup`). Each
+archived blob is recorded with its time; retention keeps those archived since the oldest kept
+set started (`archived_since`, shop/backups/retention.py), so they wait safely for the next set.
 """
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -72,7 +73,7 @@ def archive(names: list[str]) -> dict[str, str]:
         logger.error("IMAGE ARCHIVE FAILED for %s: %s (retried; the next backup catches up)", name, reason)
         _record(error=f"{name}: {reason}")
         raise ArchiveFailed(f"archiving {name} failed: {reason}") from exc
-    _record(done=names)
+    _record(done=names, archived=archived.values())
     return archived
 
 
@@ -145,9 +146,11 @@ def settle_after_backup(manifest, offsite: bool | None) -> None:
         _record(done=sorted(pending & covered), by_backup=True)
 
 
-def _record(pending=(), done=(), error: str = "", by_backup: bool = False) -> None:
+def _record(pending=(), done=(), error: str = "", by_backup: bool = False, archived=()) -> None:
     with status.updating() as current:
         state = current.setdefault(STATUS_KEY, {})
+        for sha256 in archived:  # for retention: these blobs stay until a set names them
+            state.setdefault("blobs", {})[sha256] = status.now_iso()
         waiting = state.setdefault("pending", {})
         for name in pending:
             waiting.setdefault(name, status.now_iso())
@@ -159,6 +162,18 @@ def _record(pending=(), done=(), error: str = "", by_backup: bool = False) -> No
                 state["last_caught_up_by_backup_at"] = state["last_success_at"]
         if error:
             state["last_error"], state["last_error_at"] = error, status.now_iso()
+
+
+def archived_since(start: datetime | None) -> set[str]:
+    """The blobs archived at or after `start` (all if None); forgets those archived before it.
+    Called by retention under the backup lock."""
+    with status.updating() as current:
+        archived = current.get(STATUS_KEY, {}).get("blobs", {})
+        if start is not None:
+            for sha256, when in list(archived.items()):
+                if datetime.fromisoformat(when) < start:
+                    del archived[sha256]
+        return set(archived)
 
 
 def archive_status() -> dict:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from shop.backups import blobs, local, s3, status
+from shop.backups import blobs, image_archive, local, s3, status
 from shop.backups.errors import BackupError, OffsiteError
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import set_time
@@ -71,12 +71,12 @@ def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[
     return deleted
 
 
-def spare_after(summaries: list[dict]) -> float | None:
-    """Blobs written after the oldest kept set started are spared although no set names them:
-    images archived as they were stored (shop/backups/image_archive.py) wait for the next set,
-    and a point-in-time restore into the kept window may need them. No set: all are spared."""
+def spared_blobs(summaries: list[dict]) -> set[str]:
+    """Blobs the image archive wrote (shop/backups/image_archive.py) since the oldest kept set
+    started are kept although no set names them yet: they wait for the next set, and a
+    point-in-time restore into the kept window may need them. Older records are forgotten."""
     starts = [_started(summary) for summary in summaries]
-    return min(starts).timestamp() if starts else None
+    return image_archive.archived_since(min(starts) if starts else None)
 
 
 def _started(summary: dict) -> datetime:
@@ -87,34 +87,28 @@ def _started(summary: dict) -> datetime:
 
 
 def _sweep_local_blobs(report) -> None:
-    keep, summaries = set(), []
+    summaries = []
     for set_id in local.local_set_ids():
         try:
             summaries.append(local.local_summary(set_id))
         except BackupError as exc:
             logger.warning("retention: local blobs not swept: cannot read set %s (%s)", set_id, exc)
             return
-        keep.update(blobs.summary_blobs(summaries[-1]))
-    if not summaries:
-        return
-    count, size = blobs.sweep(keep, spare_after(summaries))
+    keep = spared_blobs(summaries)
+    for summary in summaries:
+        keep.update(blobs.summary_blobs(summary))
+    count, size = blobs.sweep(keep)
     if count:
         report.step(f"Retention: deleted {count} local blob(s) ({human_bytes(size)}) no kept set uses")
 
 
 def _sweep_remote_blobs(client, kept_summaries, present: set[str], report) -> None:
-    keep, summaries = set(), list(kept_summaries)
+    summaries = list(kept_summaries)
+    keep = spared_blobs(summaries)
     for summary in summaries:
         keep.update(blobs.summary_blobs(summary))
         keep.update(blobs.summary_bucket_blobs(summary))  # a media bucket's images (s3 mode)
-    if not summaries:
-        return
-    cutoff = spare_after(summaries)
-    unused = {
-        sha256
-        for sha256, stamp in s3.remote_blob_times(client).items()
-        if sha256 not in keep and stamp < cutoff
-    }
+    unused = present - keep
     if unused:
         try:
             s3.delete_remote_blobs(client, unused)

@@ -550,19 +550,3 @@ def delete_remote_set(s3, set_id: str) -> None:
     listing = s3.list_objects_v2(Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix)
     for item in listing.get("Contents", []):
         s3.delete_object(Bucket=settings.BACKUP_S3_BUCKET, Key=item["Key"])
-
-
-def remote_blob_times(s3) -> dict[str, float]:
-    """{sha256: time stamp of its upload} of every blob on S3, for retention's sweep."""
-    prefix = blob_object_key("00")[: -len("00/00")]
-    times = {}
-    try:
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix
-        ):
-            for item in page.get("Contents", []):
-                if sha256 := blobs.sha256_from_key(item["Key"]):
-                    times[sha256] = item["LastModified"].timestamp()
-    except TRANSPORT_ERRORS as exc:
-        raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {explain(exc)}") from exc
-    return times

@@ -28,10 +28,10 @@ def add_product_image(product: Product, upload, alt_text: str = "", position: in
 def archive_after_commit(names) -> None:
     """Once the transaction that stored these files commits, copy them to the backups' blob
     store (shop/backups/image_archive.py; a task, so a failing store never fails this request)."""
-    from shop.backups.image_archive import schedule
+    from shop.backups.image_archive import enabled, schedule
 
     names = [name for name in names if name]
-    if names:
+    if names and enabled():
         transaction.on_commit(lambda: schedule(names))
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from shop.backups import image_archive
+from shop.backups import image_archive, retention, status
+from shop.backups.backup import upload_local_set
+from shop.backups.progress import LoggingReporter
 from shop.backups.tasks import archive_images
 from shop.catalog.models import ProductImage
 from shop.catalog.services import add_product_image
-from tests.backups.conftest import backup_now, image_upload
+from tests.backups.conftest import backup_now, image_upload, make_old
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -102,3 +104,31 @@ def test_a_backup_settles_what_the_task_could_not_archive(
 def test_an_image_deleted_before_the_task_ran_is_skipped(media_root, s3_bucket, settings):
     assert image_archive.archive(["products/ab/" + "ab" * 32 + ".png"]) == {}
     assert image_archive.archive_status()["pending"] == 0
+
+
+def test_retention_keeps_archived_blobs_until_a_set_names_them_then_sweeps_the_unused(
+    make_product, media_root, s3_bucket, settings
+):
+    settings.BACKUP_LOCAL_RETENTION_DAYS = settings.BACKUP_S3_RETENTION_DAYS = 7
+    gone = add_product_image(make_product(), image_upload("maroon"))
+    gone_files = stored_files(gone, lambda name: (media_root / name).read_bytes())
+    old_set = backup_now("--no-upload")
+    gone.delete()  # its files leave MEDIA_ROOT after the commit; its blobs are in old_set only
+    new_set = backup_now("--no-upload")
+    old_set = make_old(old_set, days=40)
+    for set_id in (old_set, new_set):  # S3 gets the old set under its old ID too
+        status.record_local_check(set_id, True)
+        upload_local_set(set_id, LoggingReporter())
+    kept = add_product_image(make_product(), image_upload("lime"))  # archived, in no set yet
+    kept_files = stored_files(kept, lambda name: (media_root / name).read_bytes())
+
+    retention.prune_now(LoggingReporter())
+
+    assert_archived(settings, s3_bucket, kept_files)
+    for data in gone_files.values():
+        sha256 = hashlib.sha256(data).hexdigest()
+        assert not (Path(settings.BACKUP_PATH) / "blobs" / sha256[:2] / sha256).exists()
+        listed = s3_bucket.list_objects_v2(
+            Bucket=settings.BACKUP_S3_BUCKET, Prefix=blob_key(settings, sha256)
+        )
+        assert listed["KeyCount"] == 0
