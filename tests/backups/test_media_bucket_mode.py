@@ -6,11 +6,13 @@ request log (werkzeug's, in this process) shows which objects were read or writt
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
 from django.core.management.base import CommandError
 
+from shop.backups import media_bucket as media_bucket_module
 from shop.backups import retention, s3
 from shop.backups.progress import LoggingReporter
 from shop.catalog.models import ProductImage
@@ -172,3 +174,27 @@ def test_retention_keeps_the_blobs_a_bucket_set_names(media_bucket, s3_bucket, s
     )
     assert keys <= {item["Key"] for item in listed["Contents"]}
     assert s3.remote_set_intact(s3.client(), s3.remote_summary(s3.client(), set_id))
+
+
+def test_an_object_above_the_multipart_threshold_is_copied_part_by_part(
+    media_bucket, s3_bucket, settings, monkeypatch, requests_seen
+):
+    # 5 GB objects in a test are out of reach: the threshold comes down to 1 MiB instead, with
+    # parts of 5 MiB (S3's smallest but the last).
+    monkeypatch.setattr(media_bucket_module, "MULTIPART_COPY_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(media_bucket_module, "COPY_PART_SIZE", 5 * 1024 * 1024)
+    data = os.urandom(6 * 1024 * 1024)
+    sha256 = hashlib.sha256(data).hexdigest()
+    name = f"products/{sha256[:2]}/{sha256}.png"
+    media_bucket.put(name, data)
+
+    set_id = backup_now()
+
+    copies = requests_seen("PUT", f"/{settings.BACKUP_S3_BUCKET}/{blob_key(settings, sha256)}?")
+    assert len([line for line in copies if "partNumber=" in line]) == 2  # UploadPartCopy, twice
+    assert requests_seen("GET", f"/{media_bucket.name}/{media_bucket.prefix}/") == []
+    [entry] = manifest_of(settings, set_id)["uploads"]["files"]
+    assert (entry["path"], entry["sha256"], entry["stored"]) == (name, sha256, "bucket")
+    blob = s3_bucket.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=blob_key(settings, sha256))
+    assert blob["Body"].read() == data
+    run_command("verify_backup", set_id)
