@@ -18,6 +18,7 @@ from shop.backups.progress import LoggingReporter
 from shop.catalog.models import ProductImage
 from shop.catalog.services import add_product_image, generate_thumbnails_for
 from tests.backups.conftest import backup_now, image_upload, run_command
+from tests.backups.test_encryption import Key
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -198,3 +199,22 @@ def test_an_object_above_the_multipart_threshold_is_copied_part_by_part(
     blob = s3_bucket.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=blob_key(settings, sha256))
     assert blob["Body"].read() == data
     run_command("verify_backup", set_id)
+
+
+def test_an_encrypted_set_lists_its_bucket_blobs_in_its_plaintext_index(
+    media_bucket, s3_bucket, shop_data, settings, tmp_path
+):
+    settings.BACKUP_AGE_RECIPIENTS = Key(tmp_path, "key").public  # the dump and manifest: encrypted
+    set_id = backup_now()
+    bucket_blobs = {e["sha256"]: e["size"] for e in manifest_of(settings, set_id)["uploads"]["files"]}
+
+    client = s3.client()
+    index = s3.remote_summary(client, set_id)  # the manifest on S3 is encrypted: this is the index
+    assert index["bucket_blobs"] == bucket_blobs
+    assert s3.remote_set_intact(client, index)
+    retention.prune_now(LoggingReporter())
+    assert bucket_blobs.keys() <= s3.remote_blob_names(client)  # the sweep kept them
+    # Server-side copies are plaintext (public product images): the same bytes as the bucket's.
+    entry = manifest_of(settings, set_id)["uploads"]["files"][0]
+    blob = s3_bucket.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=blob_key(settings, entry["sha256"]))
+    assert blob["Body"].read() == media_bucket.read(entry["path"])
