@@ -367,6 +367,10 @@ BACKUP_S3_SECRET_ACCESS_KEY = env.str("BACKUP_S3_SECRET_ACCESS_KEY", default="")
 BACKUP_AGE_RECIPIENTS = env.str("BACKUP_AGE_RECIPIENTS", default="")
 BACKUP_ENCRYPT_LOCAL = env.bool("BACKUP_ENCRYPT_LOCAL", default=False)
 BACKUP_AGE_IDENTITY_FILE = env.str("BACKUP_AGE_IDENTITY_FILE", default="")
+# Each product image and thumbnail copied to the blob store (local and S3) right after the commit
+# that stored it (shop/backups/image_archive.py), instead of only at the next backup set.
+BACKUP_ARCHIVE_IMAGES = env.bool("BACKUP_ARCHIVE_IMAGES", default=True)
+IMAGE_ARCHIVE_MAX_RETRIES = env.int("IMAGE_ARCHIVE_MAX_RETRIES", default=48)
 
 
 def _cron_schedule(expression: str) -> crontab:

@@ -14,7 +14,7 @@ import psycopg
 from django.conf import settings
 
 import shop
-from shop.backups import blobs, crypto, local, retention, s3, status
+from shop.backups import blobs, crypto, image_archive, local, media_bucket, retention, s3, status
 from shop.backups.archive import MediaEntry, media_entries, write_uploads_archive
 from shop.backups.database import (
     dump_compression,
@@ -98,6 +98,7 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
         # S3 is left alone when the run was local only (--no-upload), and while it is failing:
         # pruning it would only fail again and hide the upload error in the status.
         _prune(report, include_s3=upload and outcome.offsite is not False)
+        image_archive.settle_after_backup(manifest, outcome.offsite)  # the sweep of missed images
         return outcome
 
 
@@ -195,18 +196,11 @@ def _back_up_uploads(
 ) -> None:
     """Files the catalog never changes under their name go to the blob store (only the new
     ones are written); the rest, with the directories, into the set's small uploads archive."""
-    media_root = Path(settings.MEDIA_ROOT)
-    report.step(f"Backing up uploads from {media_root} ...")
     known = _previous_upload_files()
-    stored, to_archive = [], []
-    with report.track("uploads", None) as advance:
-        for entry in media_entries(media_root) if media_root.is_dir() else ():
-            if entry.is_dir or not is_immutable(entry.name):
-                to_archive.append(entry)
-                continue
-            upload = _store_blob(entry, blob_writer, known.get(entry.name), advance, report)
-            if upload:
-                stored.append(upload)
+    if media_bucket.active():  # MEDIA_STORAGE=s3: the bucket's objects, copied inside S3
+        stored, to_archive = media_bucket.back_up_objects(blob_writer, known, report), []
+    else:
+        stored, to_archive = _back_up_media_root(blob_writer, known, report)
     archive = write_uploads_archive(to_archive, incomplete / UPLOADS_FILE, report)
     files = sorted(stored + archive.files, key=lambda upload: upload.path)
     manifest.files[UPLOADS_FILE] = FileEntry(archive.size, archive.sha256)
@@ -230,6 +224,22 @@ def _back_up_uploads(
                 len(missing),
                 ", ".join(missing[:10]),
             )
+
+
+def _back_up_media_root(blob_writer, known: dict[str, UploadFile], report) -> tuple[list, list]:
+    """(manifest entries of the immutable files, stored as blobs; the other entries to archive)."""
+    media_root = Path(settings.MEDIA_ROOT)
+    report.step(f"Backing up uploads from {media_root} ...")
+    stored, to_archive = [], []
+    with report.track("uploads", None) as advance:
+        for entry in media_entries(media_root) if media_root.is_dir() else ():
+            if entry.is_dir or not is_immutable(entry.name):
+                to_archive.append(entry)
+                continue
+            upload = _store_blob(entry, blob_writer, known.get(entry.name), advance, report)
+            if upload:
+                stored.append(upload)
+    return stored, to_archive
 
 
 def _store_blob(

@@ -24,7 +24,7 @@ from pathlib import Path
 from shop.backups import durable, local
 from shop.backups.errors import CorruptSet
 from shop.backups.files import PRIVATE_DIR_MODE, create_private_file
-from shop.backups.manifest import CHUNK_SIZE, STORED_IN_BLOB, UploadFile
+from shop.backups.manifest import CHUNK_SIZE, STORED_IN_BLOB, STORED_IN_BUCKET, UploadFile
 
 logger = logging.getLogger("shop.backups")
 
@@ -179,6 +179,15 @@ def summary_blobs(summary: dict) -> dict[str, int]:
         return summary["blobs"]
     files = (summary.get("uploads") or {}).get("files") or []
     return {entry["sha256"]: entry["size"] for entry in files if entry.get("stored") == STORED_IN_BLOB}
+
+
+def summary_bucket_blobs(summary: dict) -> dict[str, int]:
+    """{sha256: size} of the blobs a set keeps in the backup bucket only (`stored: "bucket"`, a
+    media bucket's objects: shop/backups/media_bucket.py), from its manifest or its index."""
+    if "bucket_blobs" in summary:
+        return summary["bucket_blobs"]
+    files = (summary.get("uploads") or {}).get("files") or []
+    return {entry["sha256"]: entry["size"] for entry in files if entry.get("stored") == STORED_IN_BUCKET}
 
 
 def same_filesystem(a: Path, b: Path) -> bool:

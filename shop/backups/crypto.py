@@ -211,6 +211,12 @@ def make_index(manifest: dict, stored: dict[str, dict], recipients: list[str]) -
             for upload in (manifest.get("uploads") or {}).get("files") or []
             if upload.get("stored") == "blob"
         },
+        # Those kept in the backup bucket only (a media bucket's objects, copied server-side).
+        "bucket_blobs": {
+            upload["sha256"]: upload["size"]
+            for upload in (manifest.get("uploads") or {}).get("files") or []
+            if upload.get("stored") == "bucket"
+        },
     }
 
 

@@ -15,7 +15,9 @@ file was written, and checked again before anything is restored from it.
                       {path, sha256, size, mode, mtime_ns, stored}
                     stored "blob": the bytes are the blob named by sha256 in the blob store
                     (shop/backups/blobs.py: BACKUP_PATH/blobs/<sha256[:2]>/<sha256>, and the same
-                    key under BACKUP_S3_PREFIX); stored "archive": in the set's uploads.tar.
+                    key under BACKUP_S3_PREFIX); stored "archive": in the set's uploads.tar;
+                    stored "bucket": the blob of that key in the backup bucket only (a media
+                    bucket's object copied there server-side: shop/backups/media_bucket.py).
                     Format 1 has no `files`: every upload is in uploads.tar.
 
 `Manifest.from_json` checks every key and type, so a damaged manifest is a CorruptSet that
@@ -159,6 +161,10 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 STORED_IN_BLOB, STORED_IN_ARCHIVE = "blob", "archive"
+# A media bucket's object (MEDIA_STORAGE=s3) copied server-side into the backup bucket's blobs
+# only, not into the local store (shop/backups/media_bucket.py).
+STORED_IN_BUCKET = "bucket"
+STORED_KINDS = (STORED_IN_BLOB, STORED_IN_ARCHIVE, STORED_IN_BUCKET)
 _MISSING = object()
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
@@ -209,14 +215,14 @@ class UploadFile:
     size: int
     mode: int
     mtime_ns: int
-    stored: str  # STORED_IN_BLOB or STORED_IN_ARCHIVE
+    stored: str  # STORED_IN_BLOB, STORED_IN_ARCHIVE or STORED_IN_BUCKET
 
     @classmethod
     def from_json(cls, data, where: str) -> "UploadFile":
         data = _object(data, where)
         entry = cls(**{name: _take(data, name, kind, where) for name, kind in _UPLOAD_FILE_TYPES.items()})
-        if entry.stored not in (STORED_IN_BLOB, STORED_IN_ARCHIVE):
-            raise CorruptSet(f"{where}: 'stored' is {entry.stored!r}, neither 'blob' nor 'archive'")
+        if entry.stored not in STORED_KINDS:
+            raise CorruptSet(f"{where}: 'stored' is {entry.stored!r}, not one of {', '.join(STORED_KINDS)}")
         return entry
 
 
@@ -267,6 +273,9 @@ class UploadsInfo:
 
     def blob_files(self) -> list[UploadFile]:
         return [entry for entry in self.files or [] if entry.stored == STORED_IN_BLOB]
+
+    def bucket_files(self) -> list[UploadFile]:
+        return [entry for entry in self.files or [] if entry.stored == STORED_IN_BUCKET]
 
 
 @dataclass

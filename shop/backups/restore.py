@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from shop.backups import durable, staging, status
+from shop.backups import durable, media_bucket, staging, status
 from shop.backups.archive import media_totals
 from shop.backups.database import (
     DatabaseSwap,
@@ -43,6 +43,7 @@ from shop.backups.inventory import latest_set_id, opened_set
 from shop.backups.journal import RestoreJournal, journal_path
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import DB_FILE, Manifest, new_set_id
+from shop.backups.media_restore import BucketRestore, plan_bucket_restore
 from shop.backups.progress import human_bytes
 from shop.backups.recovery import recover_interrupted_restore
 from shop.backups.swap import PREVIOUS_PREFIX, STAGING_PREFIX, UploadsSwap
@@ -60,6 +61,7 @@ class RestorePlan:
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
+    media: BucketRestore | None = None  # MEDIA_STORAGE=s3: the images go back into the bucket
 
 
 def restore(
@@ -114,9 +116,19 @@ def make_plan(set_id: str, source: str, directory: Path, manifest: Manifest, onl
     plan.lines.append(f"Backup set {set_id} from {source}, app version {manifest.app_version}")
     if "db" in plan.parts:
         _plan_database(plan)
-    if "uploads" in plan.parts:
+    if "uploads" in plan.parts and media_bucket.active():
+        _plan_bucket_uploads(plan)
+    elif "uploads" in plan.parts:
         _plan_uploads(plan)
     return plan
+
+
+def _plan_bucket_uploads(plan: RestorePlan) -> None:
+    """The images go back into the media bucket (shop/backups/media_restore.py), not MEDIA_ROOT."""
+    plan.media = plan_bucket_restore(plan.set_id, plan.manifest.uploads)
+    plan.lines += plan.media.plan_lines()
+    plan.warnings += plan.media.warnings()
+    plan.parts = [part for part in plan.parts if part != "uploads"]
 
 
 def _plan_database(plan: RestorePlan) -> None:
@@ -203,6 +215,8 @@ def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path
 
 
 def execute(plan: RestorePlan, report) -> list[str]:
+    if plan.media and not plan.parts:  # only the images, into the media bucket
+        return _restore_images_only(plan.media, report)
     stamp = new_set_id()
     media_root = Path(settings.MEDIA_ROOT)
     staging_dir, previous_dir = _upload_paths(media_root, plan.set_id, stamp)
@@ -230,15 +244,20 @@ def execute(plan: RestorePlan, report) -> list[str]:
             staged_db = pool.submit(_stage_database, plan, staging_db, report) if "db" in plan.parts else None
             if "uploads" in plan.parts:
                 _stage_uploads(plan, staging_dir, report)
+            if plan.media:
+                plan.media.stage(report)
             skipped_extensions = staged_db.result() if staged_db else []
     except BaseException as exc:
         discard_staging(staging_dir, staging_db)
+        _discard_images(plan.media)
         journal.remove()
         if isinstance(exc, OSError):
             raise BackupError(f"staging the restore failed: {exc}. Nothing was changed.") from exc
         if isinstance(exc, BackupError) and "Nothing was changed" not in str(exc):
             raise type(exc)(f"{exc} Nothing was changed: the staged copies were removed.") from exc
         raise
+    if plan.media:
+        _switch_images(plan.media, report, staging_dir, staging_db, journal)
     swaps: list[DatabaseSwap | UploadsSwap] = []  # made so far, undone in reverse on any failure
     try:
         journal.record("staged")
@@ -269,7 +288,46 @@ def execute(plan: RestorePlan, report) -> list[str]:
         summary += skipped_extension_lines(skipped_extensions)
     if "uploads" in plan.parts:
         summary += swaps[-1].summary(plan.set_id, journal.data["restored_files"])
+    if plan.media:
+        summary += plan.media.summary()
     return summary
+
+
+def _restore_images_only(media: BucketRestore, report) -> list[str]:
+    try:
+        media.stage(report)
+        media.switch(report)
+    except BaseException as exc:
+        _discard_images(media)
+        raise _images_failed(exc) from exc
+    return media.summary()
+
+
+def _switch_images(media: BucketRestore, report, staging_dir: Path, staging_db: str, journal) -> None:
+    """Staged and checked images into the live prefix, before the database swap; on failure the
+    database is not swapped."""
+    try:
+        media.switch(report)
+    except BaseException as exc:
+        discard_staging(staging_dir, staging_db)
+        _discard_images(media)
+        journal.remove()
+        raise _images_failed(exc) from exc
+
+
+def _images_failed(exc: BaseException) -> BackupError:
+    return BackupError(
+        f"restoring the images into the media bucket failed: {exc}. The database was not changed; "
+        "images already copied into the bucket are unreferenced copies under their own names (harmless)."
+    )
+
+
+def _discard_images(media: BucketRestore | None) -> None:
+    if media:
+        try:
+            media.discard()
+        except Exception:  # the original error matters more; the staging prefix is not served
+            logger.exception("removing the staged images from the media bucket failed")
 
 
 def restored_facts(plan: RestorePlan) -> dict:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from shop.backups import blobs, local, s3, status
+from shop.backups import blobs, image_archive, local, s3, status
 from shop.backups.errors import BackupError, OffsiteError
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import set_time
@@ -71,23 +71,43 @@ def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[
     return deleted
 
 
+def spared_blobs(summaries: list[dict]) -> set[str]:
+    """Blobs the image archive wrote (shop/backups/image_archive.py) since the oldest kept set
+    started are kept although no set names them yet: they wait for the next set, and a
+    point-in-time restore into the kept window may need them. Older records are forgotten."""
+    starts = [_started(summary) for summary in summaries]
+    return image_archive.archived_since(min(starts) if starts else None)
+
+
+def _started(summary: dict) -> datetime:
+    try:
+        return datetime.fromisoformat(summary["started_at"])
+    except (KeyError, TypeError, ValueError):  # an index without it: the ID's second will do
+        return set_time(summary["id"])
+
+
 def _sweep_local_blobs(report) -> None:
-    keep = set()
+    summaries = []
     for set_id in local.local_set_ids():
         try:
-            keep.update(blobs.summary_blobs(local.local_summary(set_id)))
+            summaries.append(local.local_summary(set_id))
         except BackupError as exc:
             logger.warning("retention: local blobs not swept: cannot read set %s (%s)", set_id, exc)
             return
+    keep = spared_blobs(summaries)
+    for summary in summaries:
+        keep.update(blobs.summary_blobs(summary))
     count, size = blobs.sweep(keep)
     if count:
         report.step(f"Retention: deleted {count} local blob(s) ({human_bytes(size)}) no kept set uses")
 
 
 def _sweep_remote_blobs(client, kept_summaries, present: set[str], report) -> None:
-    keep = set()
-    for summary in kept_summaries:
+    summaries = list(kept_summaries)
+    keep = spared_blobs(summaries)
+    for summary in summaries:
         keep.update(blobs.summary_blobs(summary))
+        keep.update(blobs.summary_bucket_blobs(summary))  # a media bucket's images (s3 mode)
     unused = present - keep
     if unused:
         try:

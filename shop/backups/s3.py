@@ -370,7 +370,7 @@ def remote_set_intact(s3, summary: dict, present_blobs: set[str] | None = None) 
             )
             if not _stored_as_recorded(head, entry):
                 return False
-        needed = blobs.summary_blobs(summary)
+        needed = blobs.summary_blobs(summary) | blobs.summary_bucket_blobs(summary)
         if needed:
             present = remote_blob_names(s3) if present_blobs is None else present_blobs
             if not present.issuperset(needed):

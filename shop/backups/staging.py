@@ -10,7 +10,7 @@ in, totals checked), made durable.
 import shutil
 from pathlib import Path, PurePosixPath
 
-from shop.backups import blobs, durable
+from shop.backups import blobs, durable, media_bucket
 from shop.backups.archive import extract_uploads_archive
 from shop.backups.database import (
     check_row_counts,
@@ -46,6 +46,8 @@ def file_problems(set_dir: Path, manifest: Manifest, report) -> list[str]:
 def verify_files(set_dir: Path, manifest: Manifest, report) -> None:
     """Every file of the set and every blob it references matches the manifest, or CorruptSet."""
     problems = file_problems(set_dir, manifest, report) + blobs.blob_problems(manifest.blobs(), report)
+    if manifest.uploads and manifest.uploads.bucket_files():  # a media bucket's images, in the backup bucket
+        problems += media_bucket.bucket_blob_problems(manifest.uploads.bucket_files())
     if problems:
         shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise CorruptSet(

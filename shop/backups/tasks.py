@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from shop.backups import alerts, local, status
+from shop.backups import alerts, image_archive, local, status
 from shop.backups.backup import run_backup, upload_with_lock
 from shop.backups.errors import BackupBusy, BackupError, OffsiteError
 from shop.backups.progress import LoggingReporter
@@ -20,6 +20,8 @@ logger = logging.getLogger("shop.backups")
 UPLOAD_RETRY_BACKOFF = 60  # seconds before the first retry; doubles up to UPLOAD_RETRY_BACKOFF_MAX
 UPLOAD_RETRY_BACKOFF_MAX = 3600
 UPLOAD_MAX_RETRIES = 8  # about 4 hours of retries in all
+ARCHIVE_RETRY_BACKOFF = 30  # an image archive retried after 30 s, doubling up to 10 minutes
+ARCHIVE_RETRY_BACKOFF_MAX = 600
 TIME_LIMITS = {
     "soft_time_limit": settings.BACKUP_TASK_SOFT_TIME_LIMIT,
     "time_limit": settings.BACKUP_TASK_TIME_LIMIT,
@@ -84,6 +86,19 @@ def verify_latest_set() -> str | None:
         _check_alerts()
     logger.info("set %s passed a test restore", set_id)
     return set_id
+
+
+@shared_task(bind=True, name="shop.backups.tasks.archive_images")
+def archive_images(self, names: list[str]) -> dict[str, str]:
+    """Queued after each commit that stores image files (shop/backups/image_archive.py): a quick
+    task with the quick tasks' limits, retried with backoff while the store or S3 fails."""
+    try:
+        return image_archive.archive(names)
+    except image_archive.ArchiveFailed as exc:
+        countdown = min(ARCHIVE_RETRY_BACKOFF_MAX, ARCHIVE_RETRY_BACKOFF * 2**self.request.retries)
+        raise self.retry(
+            exc=exc, countdown=countdown, max_retries=settings.IMAGE_ARCHIVE_MAX_RETRIES
+        ) from exc
 
 
 @shared_task(name="shop.backups.tasks.check_backup_alerts")

@@ -27,6 +27,9 @@ def verify_set(set_id: str, source: str | None, deep: bool, report, identity: st
             checked = [f"{name}: size and SHA-256 match the manifest" for name in sorted(manifest.files)]
             if manifest.blobs():
                 checked.append(f"{len(manifest.blobs())} blobs: size and SHA-256 match their names")
+            if manifest.uploads and manifest.uploads.bucket_files():
+                count = len(manifest.uploads.bucket_files())
+                checked.append(f"{count} images in the backup bucket: size and S3's SHA-256 match")
             if deep:
                 checked += test_restore(directory, manifest, report)
         except BackupError as exc:
@@ -56,7 +59,9 @@ def test_restore(directory: Path, manifest: Manifest, report) -> list[str]:
         if skipped:
             names = ", ".join(skipped)
             checked.append(f"{DB_FILE}: left out extension(s) {names} (only a superuser may create them)")
-    if manifest.uploads is not None:
+    if manifest.uploads is not None and manifest.uploads.bucket_files():
+        checked.append("images in the backup bucket: checked by HeadObject (no test restore into a bucket)")
+    elif manifest.uploads is not None:
         scratch_dir = local.ensure_backup_root() / f"{local.SCRATCH_PREFIX}{manifest.id}"
         report.step(f"Test restore of the uploads into {scratch_dir} ...")
         try:

@@ -25,6 +25,16 @@ def add_product_image(product: Product, upload, alt_text: str = "", position: in
     return image
 
 
+def archive_after_commit(names) -> None:
+    """Once the transaction that stored these files commits, copy them to the backups' blob
+    store (shop/backups/image_archive.py; a task, so a failing store never fails this request)."""
+    from shop.backups.image_archive import enabled, schedule
+
+    names = [name for name in names if name]
+    if names and enabled():
+        transaction.on_commit(lambda: schedule(names))
+
+
 def schedule_thumbnails(image: ProductImage) -> None:
     from shop.catalog.tasks import generate_thumbnails
 
@@ -47,6 +57,7 @@ def generate_thumbnails_for(image_id: int) -> ProductImage | None:
             for label, name in missing.items():
                 data = make_thumbnail(io.BytesIO(original), THUMBNAIL_SIZES[label])
                 product_image_storage.save(name, ContentFile(data))
+        archive_after_commit(missing.values())
         image.thumbnail_small, image.thumbnail_large = names["small"], names["large"]
         ProductImage.objects.filter(pk=image_id).update(
             thumbnail_small=image.thumbnail_small, thumbnail_large=image.thumbnail_large

@@ -7,7 +7,7 @@ from django.dispatch import receiver
 
 from shop.catalog.cache import bump_catalog_version
 from shop.catalog.models import Category, Product, ProductImage
-from shop.catalog.services import delete_files_after_commit, schedule_thumbnails
+from shop.catalog.services import archive_after_commit, delete_files_after_commit, schedule_thumbnails
 
 
 @receiver(post_init, sender=ProductImage)
@@ -30,6 +30,7 @@ def forget_stale_thumbnails(sender, instance, **kwargs):
 def after_image_saved(sender, instance, created, **kwargs):
     if created or _image_replaced(instance):
         schedule_thumbnails(instance)
+        archive_after_commit([instance.image.name])
         current = instance.stored_names()
         delete_files_after_commit([n for n in instance._stored_names_at_load if n not in current])
     instance._stored_names_at_load = instance.stored_names()

@@ -81,6 +81,7 @@ def test_every_task_has_soft_and_hard_time_limits(settings):
         "shop.catalog.tasks.generate_thumbnails",
         "shop.orders.tasks.send_order_confirmation",
         "shop.backups.tasks.check_backup_alerts",
+        "shop.backups.tasks.archive_images",  # one image at a time: seconds
     }
     backups = {
         "shop.backups.tasks.scheduled_backup",
