@@ -197,31 +197,8 @@ def _back_up_uploads(
 ) -> None:
     """Files the catalog never changes under their name go to the blob store (only the new
     ones are written); the rest, with the directories, into the set's small uploads archive."""
-    media_root = Path(settings.MEDIA_ROOT)
-    report.step(f"Backing up uploads from {media_root} ...")
     known = _previous_upload_files()
-    stored, to_archive, copies = [], [], []
-    with (
-        report.track("uploads", None) as advance,
-        ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="store-blob") as pool,
-    ):
-        try:
-            for entry in media_entries(media_root) if media_root.is_dir() else ():
-                if entry.is_dir or not is_immutable(entry.name):
-                    to_archive.append(entry)
-                    continue
-                sha256 = _stored_sha256(entry, blob_writer, known.get(entry.name))
-                if sha256:
-                    stored.append(_upload_file(entry, sha256))
-                else:  # copied (and hashed on the way) beside the walk, two files at a time
-                    copies.append((entry, pool.submit(blob_writer.add, entry.path, advance)))
-            for entry, copy in copies:
-                upload = _copied_upload(entry, copy, report)
-                if upload:
-                    stored.append(upload)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # the copies still queued; the caller discards the rest
-            raise
+    stored, to_archive = _back_up_media_root(blob_writer, known, report)
     archive = write_uploads_archive(to_archive, incomplete / UPLOADS_FILE, report)
     files = sorted(stored + archive.files, key=lambda upload: upload.path)
     manifest.files[UPLOADS_FILE] = FileEntry(archive.size, archive.sha256)
@@ -245,6 +222,35 @@ def _back_up_uploads(
                 len(missing),
                 ", ".join(missing[:10]),
             )
+
+
+def _back_up_media_root(blob_writer, known: dict[str, UploadFile], report) -> tuple[list, list]:
+    """(manifest entries of the immutable files, stored as blobs; the other entries to archive)."""
+    media_root = Path(settings.MEDIA_ROOT)
+    report.step(f"Backing up uploads from {media_root} ...")
+    stored, to_archive, copies = [], [], []
+    with (
+        report.track("uploads", None) as advance,
+        ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="store-blob") as pool,
+    ):
+        try:
+            for entry in media_entries(media_root) if media_root.is_dir() else ():
+                if entry.is_dir or not is_immutable(entry.name):
+                    to_archive.append(entry)
+                    continue
+                sha256 = _stored_sha256(entry, blob_writer, known.get(entry.name))
+                if sha256:
+                    stored.append(_upload_file(entry, sha256))
+                else:  # copied (and hashed on the way) beside the walk, two files at a time
+                    copies.append((entry, pool.submit(blob_writer.add, entry.path, advance)))
+            for entry, copy in copies:
+                upload = _copied_upload(entry, copy, report)
+                if upload:
+                    stored.append(upload)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the copies still queued; the caller discards the rest
+            raise
+    return stored, to_archive
 
 
 def _stored_sha256(entry: MediaEntry, blob_writer, previous: UploadFile | None) -> str | None:

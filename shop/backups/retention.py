@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from shop.backups import blobs, crypto, local, s3, status
+from shop.backups import blobs, local, s3, status
 from shop.backups.errors import BackupError, OffsiteError
 from shop.backups.lock import backup_lock
 from shop.backups.manifest import set_time
@@ -75,21 +75,13 @@ def _sweep_local_blobs(report) -> None:
     keep = set()
     for set_id in local.local_set_ids():
         try:
-            keep.update(_local_set_blobs(set_id))
+            keep.update(blobs.summary_blobs(local.local_summary(set_id)))
         except BackupError as exc:
             logger.warning("retention: local blobs not swept: cannot read set %s (%s)", set_id, exc)
             return
     count, size = blobs.sweep(keep)
     if count:
         report.step(f"Retention: deleted {count} local blob(s) ({human_bytes(size)}) no kept set uses")
-
-
-def _local_set_blobs(set_id: str) -> dict[str, int]:
-    """{sha256: size} a local set names: from the plaintext index of a set encrypted on disk, else
-    from its manifest, read and checked (CorruptSet if it cannot be), without the round trip
-    through JSON that local_summary makes (every kept set is read at every backup)."""
-    index = crypto.read_index(local.set_dir(set_id))
-    return blobs.summary_blobs(index) if index is not None else local.local_manifest(set_id).blobs()
 
 
 def _sweep_remote_blobs(client, kept_summaries, present: set[str], report) -> None:
