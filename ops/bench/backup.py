@@ -4,7 +4,10 @@ targets of issue 9, as ratios measured in the same run (medians of --repeat runs
 
 Generates a shop database (orders with order lines, products, images rows) and a directory
 of incompressible "images", then measures, in the same run:
-  full backup:      raw `pg_dump -Fc` + `tar -cf` against `backup_now --no-upload`
+  full backup:      raw `pg_dump -Fc` + `tar -cf` against `backup_now --no-upload` into an empty
+                    BACKUP_PATH (also against the raw tools followed by a `sync`, as our sets
+                    are durable; and timed inside a started process, without the start-up of
+                    Python and Django that the Celery worker of the scheduled backups pays once)
   restore:          raw `createdb` + `pg_restore` + `tar -xf` against `restore_backup --latest --yes`
   daily backup:     a second backup after 1 % new images against the first (time, and bytes
                     stored in BACKUP_PATH; with S3 on a moto server: time and bytes uploaded)
@@ -89,7 +92,7 @@ def parse_args():
     parser.add_argument(
         "--skip",
         default="",
-        help="sections to leave out, comma-separated: daily,growth,dbbackup,memory,encryption,zstd",
+        help="sections to leave out, comma-separated: daily,daily-s3,growth,dbbackup,memory,encryption,zstd",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     return parser.parse_args()
@@ -231,6 +234,12 @@ class Bench:
         tar, _ = self.run(["tar", "-cf", str(raw / "uploads.tar"), "-C", str(self.media), "."], env)
         return dump + tar
 
+    def sync_seconds(self) -> float:
+        """The time of a `sync` now: what the raw tools would add to be durable, as our sets are."""
+        started = time.monotonic()
+        os.sync()
+        return time.monotonic() - started
+
     def baseline_restore(self) -> float:
         raw = self.work / "raw"
         scratch = f"{self.args.database}__raw"
@@ -259,6 +268,27 @@ class Bench:
 
     def ours(self, *args, env: dict | None = None) -> tuple[float, float]:
         return self.run([sys.executable, "manage.py", *args], env or self.manage_env())
+
+    def in_process(self, what: str, env: dict | None = None) -> float:
+        """Seconds of run_backup() (what="backup") or restore() (what="restore") timed inside a
+        process that has started and imported the backup code already, as the Celery backup
+        worker that runs the scheduled backups has: the work without the start-up."""
+        output = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", IN_PROCESS[what]],
+            cwd=ROOT,
+            env=env or self.manage_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return float(output.rsplit("IN-PROCESS ", 1)[1])
+
+    def startup(self) -> float:
+        """Seconds for a process to start Python and set Django up (settings, apps, logging), and
+        nothing else: the fixed cost every manage.py command pays before its work."""
+        command = [sys.executable, "-c", "import django; django.setup()"]
+        env = self.manage_env(DJANGO_SETTINGS_MODULE="shop.settings")
+        return self.run(command, env)[0]
 
     def start_s3(self) -> subprocess.Popen:
         """moto in server mode, in a process of its own: had it lived in this one, its memory
@@ -314,6 +344,27 @@ class Bench:
         if not self.args.keep:
             self.drop_databases()
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+IN_PROCESS = {
+    "backup": (
+        "import time\n"
+        "from shop.backups.backup import run_backup\n"
+        "from shop.backups.progress import SilentReporter\n"
+        "started = time.monotonic()\n"
+        "run_backup(SilentReporter(), upload=False)\n"
+        "print(f'IN-PROCESS {time.monotonic() - started:.4f}')\n"
+    ),
+    "restore": (
+        "import time\n"
+        "from shop.backups.restore import restore\n"
+        "from shop.backups.progress import SilentReporter\n"
+        "started = time.monotonic()\n"
+        "restore(None, None, None, dry_run=False, confirm=lambda: True, show=lambda lines: None,\n"
+        "        report=SilentReporter(), confirmed=True)\n"
+        "print(f'IN-PROCESS {time.monotonic() - started:.4f}')\n"
+    ),
+}
 
 
 def sync_and_settle():
@@ -385,16 +436,27 @@ def full_backup_and_restore(bench: Bench, results: Results) -> None:
     for _ in range(bench.args.repeat):
         # Alternate baseline and ours, so a noisy neighbour hurts both alike.
         sync_and_settle()
-        results.add("raw backup s", bench.baseline_backup())
+        raw = bench.baseline_backup()
+        results.add("raw backup s", raw)
+        results.add("raw backup + sync s", raw + bench.sync_seconds())
         sync_and_settle()
+        # A full backup starts from an empty BACKUP_PATH: with the blobs of the previous run
+        # there, it would be a daily (incremental) one.
+        fresh_dir(bench.backups)
         seconds, peak = bench.ours("backup_now", "--no-upload")
         results.add("full backup s", seconds)
         results.add(f"peak RSS backup MB at {bench.args.image_mb} MB", peak)
+        results.add("startup s", bench.startup())
+        fresh_dir(bench.backups)
+        sync_and_settle()
+        results.add("full backup in-process s", bench.in_process("backup"))
         results.add("raw restore s", bench.baseline_restore())
         bench.forget_previous_restores()
         seconds, peak = bench.ours("restore_backup", "--latest", "--yes")
         results.add("restore s", seconds)
         results.add(f"peak RSS restore MB at {bench.args.image_mb} MB", peak)
+        bench.forget_previous_restores()
+        results.add("restore in-process s", bench.in_process("restore"))
         bench.forget_previous_restores()
     raw_mb = sum(f.stat().st_size for f in (bench.work / "raw").iterdir()) / 2**20
     print(f"  raw dump + tar: {raw_mb:.0f} MB")
@@ -404,6 +466,22 @@ def full_backup_and_restore(bench: Bench, results: Results) -> None:
     results.ratio_row(
         "restore / raw pg_restore + tar -x", "restore s", "raw restore s", "<= 1.2", lambda r: r <= 1.2
     )
+    # The same, without the fixed start-up of a manage.py process (as in the Celery worker that
+    # runs the scheduled backups), and against raw tools made durable by a sync as our sets are.
+    startup = results.median("startup s")
+    results.row("start-up of a manage.py process (Python + django.setup), s", f"{startup:.2f}")
+    results.ratio_row(
+        "full backup in-process / raw", "full backup in-process s", "raw backup s", "(reported)", None
+    )
+    results.ratio_row(
+        "full backup in-process / raw + sync",
+        "full backup in-process s",
+        "raw backup + sync s",
+        "(reported)",
+        None,
+    )
+    results.ratio_row("full backup / raw + sync", "full backup s", "raw backup + sync s", "(reported)", None)
+    results.ratio_row("restore in-process / raw", "restore in-process s", "raw restore s", "(reported)", None)
 
 
 def daily_backup(bench: Bench, results: Results, s3: bool) -> None:
@@ -440,6 +518,8 @@ def daily_backup(bench: Bench, results: Results, s3: bool) -> None:
         "<= 0.05",
         at_most,
     )
+    if not s3:
+        daily_in_process(bench, results, one_percent)
     if not s3:  # with S3, what counts is what is uploaded
         results.ratio_row(
             "2nd backup after 1% new / 1st, bytes stored (local)",
@@ -456,6 +536,28 @@ def daily_backup(bench: Bench, results: Results, s3: bool) -> None:
             "<= 0.05",
             at_most,
         )
+
+
+def daily_in_process(bench: Bench, results: Results, one_percent: int) -> None:
+    """The first and second local backup again, timed inside the process (no start-up)."""
+    for _ in range(bench.args.repeat):
+        backups = fresh_dir(bench.work / "daily-in-process")
+        env = bench.manage_env(backups=backups)
+        sync_and_settle()
+        results.add("local first backup in-process s", bench.in_process("backup", env))
+        added = bench.make_images(bench.media, one_percent)
+        sync_and_settle()
+        results.add("local second backup in-process s", bench.in_process("backup", env))
+        for path in added:
+            path.unlink()
+        shutil.rmtree(backups)
+    results.ratio_row(
+        "2nd backup after 1% new / 1st, time in-process (local)",
+        "local second backup in-process s",
+        "local first backup in-process s",
+        "<= 0.05",
+        lambda r: r <= 0.05,
+    )
 
 
 def growth(bench: Bench, results: Results) -> None:
@@ -569,6 +671,14 @@ def dbbackup_comparison(bench: Bench, results: Results) -> None:
             "local second backup s",
             ">= 10",
             lambda r: r >= 10,
+        )
+    if "local second backup in-process s" in results.runs:
+        results.ratio_row(
+            "dbbackup + mediabackup / our daily backup in-process",
+            "django-dbbackup dbbackup + mediabackup s",
+            "local second backup in-process s",
+            "(reported)",
+            None,
         )
 
 
@@ -709,12 +819,13 @@ def main():
         print(f"  done in {time.monotonic() - started:.0f} s")
         print("Full backup and restore against the raw tools ...")
         full_backup_and_restore(bench, results)
-        if {"daily", "encryption"} - skip or args.s3:
+        if {"daily-s3", "encryption"} - skip or args.s3:
             server = bench.start_s3()
         if "daily" not in skip:
             print("Daily backup: the second after 1 % new images ...")
             daily_backup(bench, results, s3=False)
-            daily_backup(bench, results, s3=True)
+            if "daily-s3" not in skip:
+                daily_backup(bench, results, s3=True)
         if "dbbackup" not in skip and str(args.dbbackup_venv) != "none":
             print(f"django-dbbackup {args.dbbackup_version} (venv {args.dbbackup_venv}) ...")
             dbbackup_comparison(bench, results)

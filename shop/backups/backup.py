@@ -49,6 +49,8 @@ from shop.catalog.media import is_immutable, name_sha256, referenced_media_names
 
 logger = logging.getLogger("shop.backups")
 
+COPY_THREADS = 2  # new blobs are copied two at a time: reads, writes and hashlib release the GIL
+
 
 @dataclass
 class BackupOutcome:
@@ -230,22 +232,33 @@ def _back_up_media_root(blob_writer, known: dict[str, UploadFile], report) -> tu
     """(manifest entries of the immutable files, stored as blobs; the other entries to archive)."""
     media_root = Path(settings.MEDIA_ROOT)
     report.step(f"Backing up uploads from {media_root} ...")
-    stored, to_archive = [], []
-    with report.track("uploads", None) as advance:
-        for entry in media_entries(media_root) if media_root.is_dir() else ():
-            if entry.is_dir or not is_immutable(entry.name):
-                to_archive.append(entry)
-                continue
-            upload = _store_blob(entry, blob_writer, known.get(entry.name), advance, report)
-            if upload:
-                stored.append(upload)
+    stored, to_archive, copies = [], [], []
+    with (
+        report.track("uploads", None) as advance,
+        ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="store-blob") as pool,
+    ):
+        try:
+            for entry in media_entries(media_root) if media_root.is_dir() else ():
+                if entry.is_dir or not is_immutable(entry.name):
+                    to_archive.append(entry)
+                    continue
+                sha256 = _stored_sha256(entry, blob_writer, known.get(entry.name))
+                if sha256:
+                    stored.append(_upload_file(entry, sha256))
+                else:  # copied (and hashed on the way) beside the walk, two files at a time
+                    copies.append((entry, pool.submit(blob_writer.add, entry.path, advance)))
+            for entry, copy in copies:
+                upload = _copied_upload(entry, copy, report)
+                if upload:
+                    stored.append(upload)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the copies still queued; the caller discards the rest
+            raise
     return stored, to_archive
 
 
-def _store_blob(
-    entry: MediaEntry, blob_writer, previous: UploadFile | None, advance, report
-) -> UploadFile | None:
-    """The manifest entry of one immutable file, stored as a blob; None if it vanished meanwhile.
+def _stored_sha256(entry: MediaEntry, blob_writer, previous: UploadFile | None) -> str | None:
+    """The SHA-256 of an immutable file whose bytes the store holds already, or None (copy it).
 
     Its bytes are read only when the store lacks them: an image's name states its SHA-256, and
     a thumbnail unchanged since the previous set (same size and mtime) has the hash listed there;
@@ -254,23 +267,30 @@ def _store_blob(
     named = name_sha256(entry.name)
     unchanged = previous and (previous.size, previous.mtime_ns) == (entry.size, entry.mtime_ns)
     candidates = (named, previous.sha256 if unchanged else None)
-    known = next(
+    return next(
         (sha256 for sha256 in candidates if sha256 and blob_writer.size_of(sha256) == entry.size), None
     )
-    if known:
-        sha256, size = known, entry.size
-    else:
-        try:
-            sha256, size = blob_writer.add(entry.path, advance)
-        except FileNotFoundError:
-            return None  # deleted since the walk (an image removed after its row was deleted)
-        report.detail(f"{entry.name}: blob {blobs.blob_key(sha256)}")
-        if named and sha256 != named:
-            logger.warning(
-                "%s does not hold the content its name states (SHA-256 %s): backed up as it is",
-                entry.name,
-                sha256,
-            )
+
+
+def _copied_upload(entry: MediaEntry, copy, report) -> UploadFile | None:
+    """The manifest entry of a file copied into the store; None if it vanished meanwhile."""
+    try:
+        sha256, size = copy.result()
+    except FileNotFoundError:
+        return None  # deleted since the walk (an image removed after its row was deleted)
+    report.detail(f"{entry.name}: blob {blobs.blob_key(sha256)}")
+    named = name_sha256(entry.name)
+    if named and sha256 != named:
+        logger.warning(
+            "%s does not hold the content its name states (SHA-256 %s): backed up as it is",
+            entry.name,
+            sha256,
+        )
+    return _upload_file(entry, sha256, size)
+
+
+def _upload_file(entry: MediaEntry, sha256: str, size: int | None = None) -> UploadFile:
+    size = entry.size if size is None else size
     return UploadFile(entry.name, sha256, size, stat.S_IMODE(entry.mode), entry.mtime_ns, STORED_IN_BLOB)
 
 

@@ -18,6 +18,7 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -80,35 +81,41 @@ class BlobWriter:
 
     def __init__(self):
         self.root = store_root()
+        self._root = str(self.root)
         self.root.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
         os.chmod(self.root, PRIVATE_DIR_MODE)
         self.pending: dict[str, Path] = {}  # sha256 -> temporary file
         self.new_bytes = 0
         self._counter = 0
+        self._lock = threading.Lock()  # add() runs in several threads at once
 
     def has(self, sha256: str) -> bool:
         return sha256 in self.pending or blob_path(sha256).is_file()
 
     def size_of(self, sha256: str) -> int | None:
         """The size of the blob `sha256` (stored, or written by this backup), None if there is none."""
+        # One stat per upload file and backup: a plain string path, not pathlib (several times dearer).
+        pending = self.pending.get(sha256)
         try:
-            return (self.pending.get(sha256) or blob_path(sha256)).stat().st_size
+            return os.stat(pending or f"{self._root}/{sha256[:2]}/{sha256}").st_size
         except FileNotFoundError:
             return None
 
     def temporary_path(self) -> Path:
         """A new hidden file name in the store, for bytes whose hash is not known yet."""
-        self._counter += 1
-        return self.root / f"{TEMP_PREFIX}{os.getpid()}-{self._counter}"
+        with self._lock:
+            self._counter += 1
+            return self.root / f"{TEMP_PREFIX}{os.getpid()}-{self._counter}"
 
     def adopt(self, temporary: Path, sha256: str) -> None:
         """Take a fully written temporary file as the blob `sha256` (hashed while it was
         written), or drop it when that blob is stored already."""
-        if self.has(sha256):
-            temporary.unlink()
-        else:
-            self.pending[sha256] = temporary
-            self.new_bytes += temporary.stat().st_size
+        with self._lock:
+            if self.has(sha256):
+                temporary.unlink()
+            else:
+                self.pending[sha256] = temporary
+                self.new_bytes += temporary.stat().st_size
 
     def add(self, path: Path, advance=None) -> tuple[str, int]:
         """Store the file at `path` unless its content is stored already; (sha256, size)."""

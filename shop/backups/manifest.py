@@ -66,6 +66,9 @@ def is_set_id(name: str) -> bool:
     return True
 
 
+SMALL_WRITE = 64 * 1024
+
+
 class HashingWriter:
     """A write-only file wrapper that hashes and counts what passes through it; use it as a
     context manager and read `hexdigest()` after the last write.
@@ -89,6 +92,7 @@ class HashingWriter:
         self._queue: queue.Queue = queue.Queue(HASH_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._started_writeback = 0
+        self._small = bytearray()  # small writes not handed to the hasher yet (in order)
         self._hasher = threading.Thread(target=self._hash, name="sha256", daemon=True)
         self._hasher.start()
 
@@ -104,13 +108,24 @@ class HashingWriter:
         if not isinstance(data, bytes):
             data = bytes(data)  # a bytearray or memoryview could change before it is hashed
         written = self.raw.write(data)
-        self._queue.put(data)
+        if len(data) < SMALL_WRITE:  # a tar header: gathered, one hand-over per SMALL_WRITE bytes
+            self._small += data
+            if len(self._small) >= SMALL_WRITE:
+                self._hand_over_small()
+        else:
+            self._hand_over_small()
+            self._queue.put(data)
         self.size += len(data)
         if self.size - self._started_writeback >= WRITEBACK_AFTER:
             self.raw.flush()
             start_writeback(self.raw.fileno(), self._started_writeback, self.size - self._started_writeback)
             self._started_writeback = self.size
         return written
+
+    def _hand_over_small(self) -> None:
+        if self._small:
+            self._queue.put(bytes(self._small))
+            self._small.clear()
 
     def flush(self):
         self.raw.flush()
@@ -121,6 +136,7 @@ class HashingWriter:
     def close(self) -> None:
         """Stop the hasher once it has hashed everything written; idempotent."""
         if self._hasher.is_alive():
+            self._hand_over_small()
             self._queue.put(None)
             self._hasher.join()
 
@@ -326,12 +342,24 @@ class Manifest:
         return manifest
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        for key in ("database", "uploads"):
-            if data[key] is None:
-                del data[key]
-        if self.uploads is not None and self.uploads.files is None:
-            del data["uploads"]["files"]
+        uploads, self.uploads = self.uploads, None
+        try:
+            data = asdict(self)  # all but the upload files: asdict is slow on thousands of them
+        finally:
+            self.uploads = uploads
+        if data["database"] is None:
+            del data["database"]
+        del data["uploads"]
+        if uploads is not None:
+            data["uploads"] = {
+                "file_count": uploads.file_count,
+                "bytes": uploads.bytes,
+                "referenced_but_missing": list(uploads.referenced_but_missing),
+            }
+            if uploads.files is not None:
+                data["uploads"]["files"] = [
+                    {field: getattr(entry, field) for field in _UPLOAD_FILE_TYPES} for entry in uploads.files
+                ]
         return data
 
     def blobs(self) -> dict[str, int]:

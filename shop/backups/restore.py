@@ -73,10 +73,16 @@ def restore(
     show,
     report,
     identity=None,
+    confirmed: bool = False,
 ):
     """Restore a set (the newest if set_id is None). `confirm()` -> bool asks the user, `show(lines)`
     prints the plan, `identity` is the age identity file for an encrypted set. Returns the summary
-    lines, or None for a dry run or a declined confirmation."""
+    lines, or None for a dry run or a declined confirmation.
+
+    `confirmed` (--yes: nobody is asked) lets the blobs' checksums be checked while the dump is
+    restored into the staging database, instead of before: both only read the set or write
+    beside the live data, and the swap waits for every checksum. Otherwise (a dry run, or a
+    question to the user) every checksum is checked before the plan is shown."""
     with backup_lock("restore"):
         if not dry_run:
             recover_interrupted_restore(report)
@@ -90,7 +96,8 @@ def restore(
             # while the checksums are checked, and is used only once every one of them matched.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
                 planned = pool.submit(make_plan, set_id, where, directory, manifest, only)
-                staging.verify_files(directory, manifest, report)
+                overlap = confirmed and not dry_run
+                staging.verify_files(directory, manifest, report, include_blobs=not overlap)
                 plan = planned.result()
             show(plan_lines(plan))
             if plan.blockers:
@@ -98,7 +105,7 @@ def restore(
                 raise BackupError(f"the restore cannot go ahead: {reasons}. Nothing was changed.")
             if dry_run or not confirm():
                 return None
-            summary = execute(plan, report)
+            summary = execute(plan, report, blobs_checked=not overlap)
             status.record_restore(set_id, summary)
             return summary
 
@@ -214,7 +221,7 @@ def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path
     return media_root / f"{STAGING_PREFIX}{set_id}", media_root / f"{PREVIOUS_PREFIX}{stamp}"
 
 
-def execute(plan: RestorePlan, report) -> list[str]:
+def execute(plan: RestorePlan, report, blobs_checked: bool = True) -> list[str]:
     if plan.media and not plan.parts:  # only the images, into the media bucket
         return _restore_images_only(plan.media, report)
     stamp = new_set_id()
@@ -242,6 +249,9 @@ def execute(plan: RestorePlan, report) -> list[str]:
         # pg_restore works in the server while we extract: the two overlap instead of adding up.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_restore") as pool:
             staged_db = pool.submit(_stage_database, plan, staging_db, report) if "db" in plan.parts else None
+            if not blobs_checked:  # a corrupt blob stops the restore here, before any swap
+                report.step(f"Checking the blobs of set {plan.set_id} while the dump is restored ...")
+                staging.verify_blobs(plan.directory, plan.manifest, report)
             if "uploads" in plan.parts:
                 _stage_uploads(plan, staging_dir, report)
             if plan.media:

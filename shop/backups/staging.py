@@ -43,11 +43,23 @@ def file_problems(set_dir: Path, manifest: Manifest, report) -> list[str]:
     return problems
 
 
-def verify_files(set_dir: Path, manifest: Manifest, report) -> None:
-    """Every file of the set and every blob it references matches the manifest, or CorruptSet."""
-    problems = file_problems(set_dir, manifest, report) + blobs.blob_problems(manifest.blobs(), report)
+def verify_files(set_dir: Path, manifest: Manifest, report, include_blobs: bool = True) -> None:
+    """Every file of the set and (unless `include_blobs` is False: see verify_blobs) every blob
+    it references matches the manifest, or CorruptSet."""
+    problems = file_problems(set_dir, manifest, report)
+    if include_blobs:
+        problems += blobs.blob_problems(manifest.blobs(), report)
     if manifest.uploads and manifest.uploads.bucket_files():  # a media bucket's images, in the backup bucket
         problems += media_bucket.bucket_blob_problems(manifest.uploads.bucket_files())
+    raise_if_corrupt(set_dir, manifest, problems)
+
+
+def verify_blobs(set_dir: Path, manifest: Manifest, report) -> None:
+    """Every blob the set references matches its name and the manifest, or CorruptSet."""
+    raise_if_corrupt(set_dir, manifest, blobs.blob_problems(manifest.blobs(), report))
+
+
+def raise_if_corrupt(set_dir: Path, manifest: Manifest, problems: list[str]) -> None:
     if problems:
         shown = problems[:10] + ([f"and {len(problems) - 10} more"] if len(problems) > 10 else [])
         raise CorruptSet(

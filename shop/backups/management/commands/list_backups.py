@@ -14,6 +14,10 @@ def _flag(value: bool | None, yes: str, no: str, unknown: str = "-") -> str:
 
 
 class Command(BaseCommand):
+    # The system checks load every URLconf, view and admin (~0.3 s, ~10 MB) and check
+    # nothing a backup relies on; `manage.py check` and the web processes run them.
+    requires_system_checks = []
+
     help = "List backup sets: ID, age, size, where they are and whether they are verified."
 
     def add_arguments(self, parser):
