@@ -382,11 +382,8 @@ def postgres_options(config: RunnerConfig, archive: bool = True) -> list[str]:
         "-c",
         f"unix_socket_directories={config.pitr().pg_socket_dir if config.pitr_enabled else ''}",
     ]
-    if config.pitr_enabled and archive:
-        settings = pitr_config.archive_settings(
-            config.pitr_config_file, config.postgres_dir, config.pitr().archive_timeout
-        )
-        options += pitr_config.as_options(settings)
+    if config.pitr_enabled and not archive:
+        options += ["-c", "archive_mode=off"]  # the archive settings are in the configuration file
     return options
 
 
@@ -478,6 +475,14 @@ def prepare_directories(config: RunnerConfig) -> None:
     for directory in (config.run_dir, config.static_dir, config.beat_dir):
         directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(POSTGRES_CONF, config.postgres_conf)
+    if config.pitr_enabled:
+        # In the file, not on the command line: supervisord cannot take the '%p' of archive_command.
+        settings = pitr_config.archive_settings(
+            config.pitr_config_file, config.postgres_dir, config.pitr().archive_timeout
+        )
+        with config.postgres_conf.open("a") as conf:
+            conf.write("\n# Point-in-time recovery (PITR_ENABLED), added by ops/runner.py\n")
+            conf.write(pitr_config.conf_lines(settings))
     config.postgres_conf.chmod(0o644)
     if running_as_root():
         ensure_reachable_by_others(config.postgres_conf, "PostgreSQL (user postgres)")
@@ -677,7 +682,33 @@ def programs_of_the_stack(config: RunnerConfig, programs: Programs, nginx_main: 
             start_seconds=2,
         ),
     }
+    if config.pitr_enabled:
+        stack["walswitch"] = wal_switch_program(config)
     return stack | more_backends(config, entrypoint)
+
+
+def wal_switch_program(config: RunnerConfig) -> Program:
+    """shop/backups/pitr/walswitch.py: a WAL segment closed (and archived) every
+    PITR_ARCHIVE_TIMEOUT seconds, through pgBackRest's socket as the superuser."""
+    return Program(
+        # The password from supervisord's environment, not written into the generated file.
+        [
+            "/bin/sh",
+            "-c",
+            'PGPASSWORD="$POSTGRES_PASSWORD" exec "$0" -m shop.backups.pitr.walswitch',
+            sys.executable,
+        ],
+        priority=15,
+        stop_signal="TERM",
+        stop_wait_seconds=5,
+        start_seconds=2,
+        environment={
+            "PGHOST": str(config.pitr().pg_socket_dir),
+            "PGPORT": str(config.postgres_port),
+            "PGUSER": config.postgres_user,
+            "PGDATABASE": "postgres",
+        },
+    )
 
 
 def gunicorn_program(entrypoint: str, **environment: str) -> Program:
@@ -764,7 +795,9 @@ def supervisord_config(
                 "command": shlex.join(program.command),
                 "directory": PROJECT_ROOT,
                 "priority": program.priority,
-                "autostart": str(process_kind(name) in autostart).lower(),
+                "autostart": str(
+                    process_kind(name) in autostart or (name == "walswitch" and "postgres" in autostart)
+                ).lower(),
                 "autorestart": "true",  # like compose's `restart: unless-stopped`
                 "startsecs": program.start_seconds,
                 "startretries": START_RETRIES,

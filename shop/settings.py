@@ -440,7 +440,7 @@ PITR_ARCHIVE_TIMEOUT = env.int("PITR_ARCHIVE_TIMEOUT", default=60)
 PITR_FULL_SCHEDULE = env.str("PITR_FULL_SCHEDULE", default="0 1 * * 0")  # weekly, Sunday 01:00 UTC
 PITR_DIFF_SCHEDULE = env.str("PITR_DIFF_SCHEDULE", default="0 1 * * 1-6")  # the other days
 # Alert (mail, /readyz, admin, metrics) when a finished WAL segment waits longer than this.
-PITR_ARCHIVE_MAX_AGE_MINUTES = env.int("PITR_ARCHIVE_MAX_AGE_MINUTES", default=5)
+PITR_ARCHIVE_MAX_AGE_MINUTES = env.float("PITR_ARCHIVE_MAX_AGE_MINUTES", default=5)
 # pgBackRest speaks HTTPS only to S3; false accepts a self-signed certificate (tests, a LAN MinIO).
 PITR_S3_VERIFY_TLS = env.bool("PITR_S3_VERIFY_TLS", default=True)
 # WAL kept in pg_wal while a repository is unreachable; beyond it pgBackRest drops WAL (logged)

@@ -190,6 +190,11 @@ def archive_settings(config_file: Path, pg_data: Path, archive_timeout: int) -> 
     }
 
 
+def conf_lines(settings: dict[str, str]) -> str:
+    """The settings as postgresql.conf lines."""
+    return "".join(f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n" for name, value in settings.items())
+
+
 def as_options(settings: dict[str, str]) -> list[str]:
     """`-c name=value` arguments for postgres / pg_ctl -o."""
     options = []

@@ -36,6 +36,11 @@ from shop.backups.pitr.pgbackrest import PitrError
 from shop.catalog import media
 
 RECOVERY_TIMEOUT = 3600  # seconds the temporary server may take to replay WAL
+TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+class TargetBeyondArchive(PitrError):
+    """The archive ends before the target time (the newest WAL was lost with the server)."""
 
 
 @dataclass
@@ -46,6 +51,7 @@ class PitrPlan:
     stamp: str
     backup: dict
     lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def target_text(self) -> str:
@@ -148,8 +154,17 @@ def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -
         report.step(f"restoring the physical backup and WAL into {plan.restored}")
         restore_files(plan)
         report.step("replaying WAL on a temporary server")
-        with temporary_server(plan.restored) as port:
-            names = read_media_names(port)
+        try:
+            with temporary_server(plan.restored) as server:
+                names = read_media_names(server.port)
+        except TargetBeyondArchive:
+            # The WAL after the newest archived segment was lost (the data directory is gone):
+            # the newest state there is is the end of the archive, before the target.
+            report.step("the archive ends before the target: replaying to the end of the archive")
+            drop_recovery_target(plan.restored)
+            with temporary_server(plan.restored) as server:
+                names = read_media_names(server.port)
+            plan.notes.append("the archive ended before the target: restored to the end of the archive")
         report.step(f"bringing {len(names)} image file(s) into place from the blob store")
         problems = bring_images(names)
         if problems:
@@ -165,6 +180,8 @@ def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -
     seconds = round(time.monotonic() - began, 1)
     summary = [
         f"restored to {plan.target_text} from backup {plan.backup['label']} in {seconds} s",
+        *plan.notes,
+        server.last_transaction,
         f"{len(names)} image file(s) checked in {settings.MEDIA_ROOT}",
         f"previous data directory kept in {previous}" if previous else "there was no previous data directory",
     ]
@@ -227,7 +244,7 @@ class temporary_server:
         command = pgbackrest.as_user([postgres_program("pg_ctl"), "-D", str(self.data_dir), *args])
         return subprocess.run(command, capture_output=True, text=True, check=check)
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> "temporary_server":
         self.log.parent.chmod(0o777)  # written by the postgres user
         archive = config.archive_settings(
             Path(settings.PITR_PGBACKREST_CONFIG), self.data_dir, settings.PITR_ARCHIVE_TIMEOUT
@@ -243,13 +260,26 @@ class temporary_server:
             "-w", "-t", str(RECOVERY_TIMEOUT), "-l", str(self.log), "-o", options_text, "start", check=False
         )
         if started.returncode != 0:
-            raise PitrError(f"the restored cluster did not start: {self._log_tail()}")
+            self._raise_failure("the restored cluster did not start")
         try:
             self._wait_for_promotion()
         except BaseException:
             self._stop()
             raise
-        return self.port
+        return self
+
+    @property
+    def last_transaction(self) -> str:
+        """What the server logged at the end of recovery about the newest transaction replayed."""
+        for line in reversed(self._log_lines()):
+            if "last completed transaction was at log time" in line:
+                return "newest transaction replayed: " + line.rsplit("log time", 1)[-1].strip()
+        return "no transaction replayed after the backup"
+
+    def _raise_failure(self, what: str):
+        if any(TARGET_NOT_REACHED in line for line in self._log_lines()):
+            raise TargetBeyondArchive(f"{what}: {TARGET_NOT_REACHED}")
+        raise PitrError(f"{what}: {self._log_tail()}")
 
     def _wait_for_promotion(self) -> None:
         deadline = time.monotonic() + RECOVERY_TIMEOUT
@@ -260,16 +290,21 @@ class temporary_server:
                         return
             except psycopg.OperationalError:
                 if not server_running(self.data_dir):
-                    raise PitrError(
-                        f"the restored cluster stopped during recovery: {self._log_tail()}"
-                    ) from None
+                    self._raise_failure("the restored cluster stopped during recovery")
             time.sleep(0.5)
         raise PitrError(f"recovery did not finish within {RECOVERY_TIMEOUT} s: {self._log_tail()}")
 
-    def _log_tail(self) -> str:
+    def _log_lines(self) -> list[str]:
+        if hasattr(self, "final_log"):
+            return self.final_log
         try:
-            lines = self.log.read_text(errors="replace").splitlines()
+            return self.log.read_text(errors="replace").splitlines()
         except FileNotFoundError:
+            return []
+
+    def _log_tail(self) -> str:
+        lines = self._log_lines()
+        if not lines:
             return "(no server log)"
         important = [line for line in lines if "FATAL" in line or "PANIC" in line] or lines[-5:]
         return " | ".join(important[-5:])
@@ -279,7 +314,21 @@ class temporary_server:
 
     def __exit__(self, *exc) -> None:
         self._stop()
+        self.final_log = self._log_lines()  # for last_transaction, after the log is gone
         shutil.rmtree(self.log.parent, ignore_errors=True)
+
+
+def drop_recovery_target(data_dir: Path) -> None:
+    """Recover to the end of the archive instead: the recovery_target_* lines of pgBackRest's
+    postgresql.auto.conf go (restore_command stays), recovery.signal is kept."""
+    auto = data_dir / "postgresql.auto.conf"
+    kept = [line for line in auto.read_text().splitlines() if not line.startswith("recovery_target")]
+    auto.write_text("\n".join(kept) + "\n")
+    signal_file = data_dir / "recovery.signal"
+    signal_file.touch()
+    ids = os_user_ids()
+    if ids:
+        os.chown(signal_file, *ids)
 
 
 def _quoted(value: str) -> str:
