@@ -176,3 +176,39 @@ def test_drill_destroy_the_data_directory_and_restore_to_that_instant(stack):
     customer = browser(stack.url)
     add_to_cart(customer, stack.url, 1, slug=load.products[0])
     assert place_order(customer, stack.url)
+
+
+def readyz(stack) -> dict:
+    return requests.get(f"{stack.url}/readyz", timeout=10).json()
+
+
+def test_archiving_failure_is_visible_and_the_shop_keeps_taking_orders(stack):
+    """The backup volume's repository unwritable: orders go on, /readyz (still 200), the metrics
+    and the alert check say archiving is behind; it catches up once the volume is writable."""
+    start_with_pitr(stack)
+    category_id = stack.add_staff_and_category()
+    load = Load(stack, category_id)
+    load.add_product()
+    assert readyz(stack)["pitr"]["archive"] == "ok"
+    archive = stack.config.backups / "pgbackrest" / "archive"
+    archive.chmod(0o000)  # pgBackRest runs as the postgres user: it can no longer write there
+    try:
+        with load:
+            stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "behind", 120)
+        assert len(load.orders) >= 3, load.errors
+        response = requests.get(f"{stack.url}/readyz", timeout=10)
+        assert response.status_code == 200
+        report = response.json()["pitr"]
+        assert report["failed_count"] > 0
+        assert "WAL segment(s) waiting" in report["archive_summary"]
+        assert "pitr_archive" in response.json()["backup"]["alerts"]
+        # /metrics answers gunicorn directly, never through nginx.
+        metrics = requests.get(f"http://{stack.config.backend_addresses[0]}/metrics", timeout=10).text
+        assert 'shop_backup_alert{alert="pitr_archive"} 1.0' in metrics
+        mailed = stack.manage(
+            "shell", "-c", "from shop.backups import alerts; print(alerts.check_and_notify())"
+        )
+        assert "WAL archiving (point-in-time recovery) is behind" in mailed
+    finally:
+        archive.chmod(0o750)
+    stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "ok", 120)
