@@ -46,12 +46,9 @@ def noisy_png(size_mb: float) -> bytes:
     return out.getvalue()
 
 
-def superuser(stack) -> psycopg.Connection:
-    config = stack.config
-    return psycopg.connect(
-        host="127.0.0.1", port=config.postgres_port, user=config.postgres_user,
-        password=config.postgres_password, dbname=config.postgres_db, autocommit=True,
-    )  # fmt: skip
+def app_connection(stack) -> psycopg.Connection:
+    """As the app role, which owns the shop's tables (the backup role's pg_dump reads them)."""
+    return psycopg.connect(stack.config.database_url(), autocommit=True)
 
 
 def main() -> int:
@@ -70,7 +67,7 @@ def main() -> int:
         config = stack.config
         category_id = stack.add_staff_and_category()
         began = time.monotonic()
-        with superuser(stack) as conn:
+        with app_connection(stack) as conn:
             conn.execute(
                 "CREATE TABLE bench_filler AS SELECT g AS id, repeat(md5(g::text), 28) AS payload "
                 "FROM generate_series(1, %s) AS g",
@@ -110,7 +107,7 @@ def main() -> int:
             return 1
         stack.wait_until_ready(600)
         rto = time.monotonic() - began
-        with superuser(stack) as conn:
+        with app_connection(stack) as conn:
             present = {row[0] for row in conn.execute("SELECT number FROM orders_order")}
         lost = [at for number, at in committed if number not in present]
         rpo = (destroyed_at - min(lost)).total_seconds() if lost else 0.0
