@@ -256,15 +256,23 @@ class temporary_server:
             **archive,
         }
         options_text = " ".join(f"-c {name}={_quoted(value)}" for name, value in options.items())
-        started = self._pg_ctl(
-            "-w", "-t", str(RECOVERY_TIMEOUT), "-l", str(self.log), "-o", options_text, "start", check=False
-        )
-        if started.returncode != 0:
-            self._raise_failure("the restored cluster did not start")
         try:
+            started = self._pg_ctl(
+                "-w",
+                "-t",
+                str(RECOVERY_TIMEOUT),
+                "-l",
+                str(self.log),
+                "-o",
+                options_text,
+                "start",
+                check=False,
+            )
+            if started.returncode != 0:
+                self._raise_failure("the restored cluster did not start")
             self._wait_for_promotion()
         except BaseException:
-            self._stop()
+            self.__exit__()  # stopped, and its temporary log directory removed
             raise
         return self
 
