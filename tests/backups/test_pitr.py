@@ -1,0 +1,178 @@
+"""Point-in-time recovery's plain parts: pgBackRest's configuration, the --to argument, the
+crash-safe directory switch, and bringing the restored rows' images back from the blob store.
+The whole restore runs against real pgBackRest and PostgreSQL in tests/stack/test_runner_pitr.py."""
+
+import hashlib
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from shop.backups import blobs
+from shop.backups.pitr import config, restore, switch
+from shop.backups.pitr.pgbackrest import PitrError
+
+
+def pitr_config(**environ) -> config.PitrConfig:
+    return config.PitrConfig.from_environ(
+        environ,
+        pg_data=Path("/data/postgres"),
+        pg_port=5433,
+        pg_socket_dir=Path("/run/pg"),
+        run_dir=Path("/run/pgbackrest"),
+        log_dir=Path("/logs/pgbackrest"),
+        backup_path=Path("/backups"),
+    )
+
+
+def conf(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_config_repo1_on_the_backup_volume_with_retention_in_step_with_the_dump_sets():
+    text = config.config_text(pitr_config(BACKUP_LOCAL_RETENTION_DAYS="9", POSTGRES_USER="owner"))
+    values = conf(text)
+    assert values["repo1-path"] == "/backups/pgbackrest"
+    assert values["repo1-retention-full-type"] == "time"
+    assert values["repo1-retention-full"] == "9"
+    assert values["archive-push-queue-max"] == "1GiB"
+    assert values["pg1-user"] == "owner"
+    assert values["pg1-socket-path"] == "/run/pg"
+    assert "repo2-type" not in values
+    assert "[shop]" in text
+
+
+def test_config_repo2_on_s3_over_https_with_path_style_and_optional_tls_check():
+    values = conf(
+        config.config_text(
+            pitr_config(
+                BACKUP_S3_BUCKET="bucket",
+                BACKUP_S3_PREFIX="/shop/",
+                BACKUP_S3_ENDPOINT_URL="https://127.0.0.1:9443",
+                BACKUP_S3_ACCESS_KEY_ID="key",
+                BACKUP_S3_SECRET_ACCESS_KEY="secret",
+                BACKUP_S3_RETENTION_DAYS="40",
+                PITR_S3_VERIFY_TLS="false",
+            )
+        )
+    )
+    assert values["repo2-type"] == "s3"
+    assert values["repo2-path"] == "/shop/pgbackrest"
+    assert values["repo2-s3-endpoint"] == "127.0.0.1"
+    assert values["repo2-storage-port"] == "9443"
+    assert values["repo2-s3-uri-style"] == "path"
+    assert values["repo2-storage-verify-tls"] == "n"
+    assert values["repo2-retention-full"] == "40"
+
+
+def test_config_refuses_a_plain_http_s3_endpoint():
+    with pytest.raises(ValueError, match="HTTPS only"):
+        pitr_config(BACKUP_S3_BUCKET="bucket", BACKUP_S3_ENDPOINT_URL="http://127.0.0.1:9000")
+
+
+def test_archive_settings_and_their_conf_lines_quote_the_command():
+    settings = config.archive_settings(Path("/run/it's.conf"), Path("/data/postgres"), 60)
+    assert settings["archive_command"].endswith("archive-push %p")
+    assert "--pg1-path=/data/postgres" in settings["archive_command"]
+    line = next(
+        line for line in config.conf_lines(settings).splitlines() if line.startswith("archive_command")
+    )
+    value = line.removeprefix("archive_command = '").removesuffix("'")
+    assert value.replace("''", "'") == settings["archive_command"]  # single quotes doubled inside
+
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def test_target_latest_and_a_time_with_its_offset():
+    assert restore.parse_target("latest", NOW) is None
+    assert restore.parse_target("2026-11-28 10:15:00+01", NOW) == datetime(2026, 11, 28, 9, 15, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2026-11-28 10:15:00", "no UTC offset"),
+        ("2026-11-29 10:15:00+00", "in the future"),
+        ("yesterday", "is not a time"),
+    ],
+)
+def test_target_errors_say_what_to_give(text, message):
+    with pytest.raises(PitrError, match=message):
+        restore.parse_target(text, NOW)
+
+
+def cluster(path: Path, marker: str) -> Path:
+    path.mkdir()
+    (path / "PG_VERSION").write_text(marker)
+    return path
+
+
+@pytest.mark.parametrize("killed_after", ["journal", "live moved aside", "restored moved in"])
+def test_a_switch_killed_at_any_point_is_finished(tmp_path, killed_after):
+    live = cluster(tmp_path / "postgres", "old")
+    restored = cluster(switch.restored_path(live, "S"), "new")
+    previous = switch.previous_path(live, "S")
+    switch._write_journal(live, {"live": str(live), "restored": str(restored), "previous": str(previous)})
+    if killed_after in ("live moved aside", "restored moved in"):
+        live.rename(previous)
+    if killed_after == "restored moved in":
+        restored.rename(live)
+    assert "finished an interrupted" in switch.finish_interrupted_switch(live)
+    assert (live / "PG_VERSION").read_text() == "new"
+    assert (previous / "PG_VERSION").read_text() == "old"
+    assert not restored.exists()
+    assert not switch.journal_path(live).exists()
+    assert switch.finish_interrupted_switch(live) is None
+
+
+def test_a_switch_keeps_the_previous_directory_for_rollback(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    live = cluster(data / "postgres", "old")
+    restored = cluster(switch.restored_path(live, "S"), "new")
+    previous = switch.switch(live, restored, "S")
+    assert previous == data / "postgres.before-pitr-S"
+    assert sorted(path.name for path in data.iterdir()) == ["postgres", "postgres.before-pitr-S"]
+    assert (live / "PG_VERSION").read_text() == "new"
+
+
+def png(colour: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def put_blob(content: bytes, sha256: str | None = None) -> str:
+    sha256 = sha256 or hashlib.sha256(content).hexdigest()
+    path = blobs.blob_path(sha256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return sha256
+
+
+def image_name(sha256: str) -> str:
+    return f"products/{sha256[:2]}/{sha256}.png"
+
+
+def test_images_come_back_from_the_blob_store_checked_and_thumbnails_are_made_again(media_root):
+    red = put_blob(png("red"))
+    names = {image_name(red), f"products/thumbs/{red[:2]}/{red}-200.webp"}
+    assert restore.bring_images(names) == []
+    assert hashlib.sha256((media_root / image_name(red)).read_bytes()).hexdigest() == red
+    thumbnail = Image.open(media_root / f"products/thumbs/{red[:2]}/{red}-200.webp")
+    assert thumbnail.format == "WEBP"
+
+
+def test_a_missing_or_changed_image_is_named_and_nothing_wrong_is_placed(media_root):
+    missing = hashlib.sha256(b"never stored").hexdigest()
+    changed = hashlib.sha256(png("blue")).hexdigest()
+    put_blob(png("green"), sha256=changed)  # the blob's bytes no longer match its name
+    problems = restore.bring_images({image_name(missing), image_name(changed)})
+    assert len(problems) == 2
+    assert any(image_name(missing) in problem and "missing" in problem for problem in problems)
+    assert any(image_name(changed) in problem and "SHA-256" in problem for problem in problems)
+    assert not (media_root / image_name(changed)).exists()
+    assert not list(media_root.rglob(".pitr-incoming-*"))
