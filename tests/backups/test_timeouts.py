@@ -87,6 +87,7 @@ def test_every_task_has_soft_and_hard_time_limits(settings):
         "shop.backups.tasks.scheduled_backup",
         "shop.backups.tasks.upload_backup_set",
         "shop.backups.tasks.verify_latest_set",
+        "shop.backups.tasks.pitr_backup",
     }
     assert set(tasks) == quick | backups
     for name, task in tasks.items():
