@@ -30,6 +30,9 @@ PITR_ENVIRONMENT = {
     "PITR_ENABLED": "true",
     "PITR_ARCHIVE_TIMEOUT": str(ARCHIVE_TIMEOUT),
     "PITR_ARCHIVE_MAX_AGE_MINUTES": "0.25",
+    # Images are archived into the blob store as they are stored (pytest's environment turns
+    # this off for in-process tests; the drill needs it).
+    "BACKUP_ARCHIVE_IMAGES": "true",
 }
 
 
@@ -74,6 +77,7 @@ class Load:
         self.customer = browser(self.base)
         self.orders: list[tuple[str, datetime]] = []  # (number, answered at): committed before
         self.products: list[str] = []
+        self.products_added: list[datetime] = []  # when each product's upload was answered
         self.stop = threading.Event()
         self.errors: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -84,6 +88,7 @@ class Load:
         response = upload_product(self.staff, self.base, self.category_id, image, slug=slug)
         assert response.status_code == 302, response.text[:1000]
         self.products.append(slug)
+        self.products_added.append(datetime.now(UTC))
 
     def _run(self) -> None:
         while not self.stop.is_set():
@@ -112,6 +117,16 @@ def media_names_with_hashes(stack) -> dict[str, str]:
     return {name: name.rsplit("/", 1)[-1].split(".")[0] for (name,) in rows}
 
 
+def image_names_of(stack, slug: str) -> list[str]:
+    with shop_connection(stack) as conn:
+        rows = conn.execute(
+            "SELECT i.image FROM catalog_productimage i JOIN catalog_product p ON p.id = i.product_id"
+            " WHERE p.slug = %s",
+            (slug,),
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
 def sha256_of(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -128,12 +143,20 @@ def test_drill_destroy_the_data_directory_and_restore_to_that_instant(stack):
 
     with load:
         time.sleep(25)
-        # T: the database's data directory is destroyed (the server killed first), an image deleted.
+        # An image uploaded during the load, after the backup set: only the continuous image
+        # archive has it. Uploaded before T - archive_timeout - slack, so its row must come back.
         destroyed_at = datetime.now(UTC)
+        horizon = destroyed_at - timedelta(seconds=ARCHIVE_TIMEOUT + ARCHIVE_SLACK)
+        archived_only = [
+            slug for slug, at in zip(load.products[1:], load.products_added[1:], strict=True) if at <= horizon
+        ][-1]
+        deleted_images = [first_image, *image_names_of(stack, archived_only)]
+        # T: the database's data directory is destroyed (the server killed first), images deleted.
         postmaster = int((config.postgres_dir / "postmaster.pid").read_text().split()[0])
         os.kill(postmaster, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(config.postgres_dir)], check=True)
-        (config.data / "uploads" / first_image).unlink()
+        for name in deleted_images:
+            (config.data / "uploads" / name).unlink()
     committed = list(load.orders)
     assert len(committed) >= 10, (committed, load.errors)
 
@@ -167,7 +190,9 @@ def test_drill_destroy_the_data_directory_and_restore_to_that_instant(stack):
         page = load.staff.get(f"{stack.url}/orders/{number}/")
         assert page.status_code == 200
         assert number in page.text
-    for name, sha256 in media_names_with_hashes(stack).items():
+    restored_images = media_names_with_hashes(stack)
+    assert set(deleted_images) <= set(restored_images), (deleted_images, restored_images)
+    for name, sha256 in restored_images.items():
         path = config.data / "uploads" / name
         assert sha256_of(path) == sha256, name
         assert requests.get(f"{stack.url}/media/{name}", timeout=10).status_code == 200
