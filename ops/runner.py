@@ -33,6 +33,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ops import init_stack, nginx_config
+from shop.backups.pitr import config as pitr_config
+from shop.backups.pitr import switch as pitr_switch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_CONF = PROJECT_ROOT / "database" / "postgresql.conf"
@@ -179,6 +181,32 @@ class RunnerConfig:
     def beat_dir(self) -> Path:
         return self.data / "beat"
 
+    @property
+    def pitr_enabled(self) -> bool:
+        """PITR_ENABLED: WAL archiving and physical backups with pgBackRest (README "Point-in-time
+        recovery"). Off unless set: the archive settings are given to PostgreSQL only with it."""
+        return pitr_config.as_bool(self.environ.get("PITR_ENABLED"))
+
+    @property
+    def pitr_dir(self) -> Path:
+        """pgBackRest's configuration, lock and spool directories and PostgreSQL's socket for it."""
+        return self.run_dir / "pgbackrest"
+
+    @property
+    def pitr_config_file(self) -> Path:
+        return self.pitr_dir / "pgbackrest.conf"
+
+    def pitr(self) -> pitr_config.PitrConfig:
+        return pitr_config.PitrConfig.from_environ(
+            self.environ,
+            pg_data=self.postgres_dir,
+            pg_port=self.postgres_port,
+            pg_socket_dir=self.pitr_dir / "socket",
+            run_dir=self.pitr_dir,
+            log_dir=self.data / "logs" / "pgbackrest",
+            backup_path=self.backups,
+        )
+
     def database_url(self, user: str | None = None, password: str | None = None) -> str:
         """The shop database as the app role (or as `user`)."""
         user = quote(user or self.app_db_user, safe="")
@@ -240,6 +268,15 @@ class RunnerConfig:
             GUNICORN_WORKERS=env.get("GUNICORN_WORKERS") or "2",
             PYTHONUNBUFFERED="1",
         )
+        if self.pitr_enabled:
+            postgres_bin = find_postgres_bin()
+            env.update(
+                PITR_PGBACKREST_CONFIG=str(self.pitr_config_file),
+                PITR_PG_DATA=str(self.postgres_dir),
+                PITR_PG_BIN=str(postgres_bin or ""),
+                POSTGRES_USER=self.postgres_user,
+                POSTGRES_PASSWORD=self.postgres_password,
+            )
         return env
 
     def backup_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -332,9 +369,10 @@ def ensure_reachable_by_others(path: Path, who: str) -> None:
 # --- PostgreSQL ------------------------------------------------------------------------------
 
 
-def postgres_options(config: RunnerConfig) -> list[str]:
-    """database/postgresql.conf, with this machine's address and port; TCP only."""
-    return [
+def postgres_options(config: RunnerConfig, archive: bool = True) -> list[str]:
+    """database/postgresql.conf, with this machine's address and port; TCP only, but for a
+    private socket for pgBackRest and (unless not `archive`) WAL archiving when PITR is on."""
+    options = [
         "-c",
         f"config_file={config.postgres_conf}",
         "-c",
@@ -342,8 +380,14 @@ def postgres_options(config: RunnerConfig) -> list[str]:
         "-c",
         f"port={config.postgres_port}",
         "-c",
-        "unix_socket_directories=",
+        f"unix_socket_directories={config.pitr().pg_socket_dir if config.pitr_enabled else ''}",
     ]
+    if config.pitr_enabled and archive:
+        settings = pitr_config.archive_settings(
+            config.pitr_config_file, config.postgres_dir, config.pitr().archive_timeout
+        )
+        options += pitr_config.as_options(settings)
+    return options
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -357,10 +401,10 @@ def give_to_postgres(path: Path) -> None:
 
 
 @contextmanager
-def temporary_postgres(config: RunnerConfig, programs: Programs, data_dir: Path):
+def temporary_postgres(config: RunnerConfig, programs: Programs, data_dir: Path, archive: bool = True):
     """The server, started in the background for bootstrap work, stopped afterwards."""
     pg_ctl = str(programs.postgres_bin / "pg_ctl")
-    options = shlex.join(postgres_options(config))
+    options = shlex.join(postgres_options(config, archive))
     run(as_postgres_user(programs, [pg_ctl, "-D", str(data_dir), "-w", "-t", "60", "-o", options, "start"]))
     try:
         yield
@@ -411,7 +455,8 @@ def initialize_postgres(config: RunnerConfig, programs: Programs) -> bool:
         run(as_postgres_user(programs, command), stdout=subprocess.DEVNULL)
     finally:
         password_file.unlink()
-    with temporary_postgres(config, programs, staging):
+    # Not archived: the stanza is made on the finished cluster (release()), which is backed up then.
+    with temporary_postgres(config, programs, staging, archive=False):
         if config.postgres_db != "postgres":
             create = 'CREATE DATABASE :"db";'
             psql(config, programs, "postgres", "-v", f"db={config.postgres_db}", input=create)
@@ -447,6 +492,68 @@ def release(config: RunnerConfig, programs: Programs) -> None:
         # passwords follow .env.
         run_init_script(config, programs, POSTGRES_INIT_DIR / "02-roles.sh")
         run([str(ENTRYPOINT), "migrate"], env=config.app_environment(), cwd=PROJECT_ROOT)
+        if config.pitr_enabled:
+            start_pitr(config, programs)
+
+
+# --- point-in-time recovery (pgBackRest) ----------------------------------------------------
+
+
+def prepare_pitr(config: RunnerConfig) -> None:
+    """pgBackRest's directories (the postgres user's: archive-push runs as PostgreSQL) and its
+    configuration, rewritten at every start from the settings."""
+    if not shutil.which("pgbackrest"):
+        raise RunnerError(
+            "PITR_ENABLED is on but pgBackRest is not installed (Debian/Ubuntu: `sudo apt-get install "
+            "pgbackrest`; macOS: `brew install pgbackrest`), or set PITR_ENABLED=false."
+        )
+    pitr = config.pitr()
+    try:
+        text = pitr_config.config_text(pitr)
+    except ValueError as error:
+        raise RunnerError(str(error)) from None
+    for directory in pitr.directories():
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        give_to_postgres(directory)
+    if running_as_root():
+        # The repository is BACKUP_PATH/pgbackrest: the postgres user must get through BACKUP_PATH.
+        group = pwd.getpwnam("postgres").pw_gid
+        os.chown(config.backups, -1, group)
+        ensure_reachable_by_others(config.backups.parent, "pgBackRest (user postgres)")
+    fd = os.open(config.pitr_config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)  # holds the S3 keys when S3 is configured
+    give_to_postgres(config.pitr_config_file)
+
+
+def pgbackrest_command(config: RunnerConfig, programs: Programs, *args: str) -> list[str]:
+    command = ["pgbackrest", f"--config={config.pitr_config_file}", f"--stanza={pitr_config.STANZA}", *args]
+    return as_postgres_user(programs, command)
+
+
+def start_pitr(config: RunnerConfig, programs: Programs) -> None:
+    """stanza-create (idempotent), and a first full backup when the repository has none, so the
+    archive can be restored from the first minute on."""
+    env = {**os.environ, "PGPASSWORD": config.postgres_password}
+    try:
+        run(pgbackrest_command(config, programs, "stanza-create"), env=env, capture_output=True, text=True)
+        info = subprocess.run(
+            pgbackrest_command(config, programs, "--output=json", "info"),
+            env=env, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        if '"backup":[]' in info.replace(" ", ""):
+            print("PITR: the first full backup (pgBackRest)", flush=True)
+            run(
+                pgbackrest_command(config, programs, "--type=full", "backup"),
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+    except subprocess.CalledProcessError as error:
+        raise RunnerError(
+            f"pgBackRest failed ({shlex.join(map(str, error.cmd))}): {(error.stderr or '').strip()}\n"
+            f"Its log: {config.pitr().log_dir}. Fix it or set PITR_ENABLED=false."
+        ) from None
 
 
 def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
@@ -680,6 +787,13 @@ def prepare(config: RunnerConfig, autostart: Collection[str] = PROCESS_NAMES) ->
     """Everything before the processes start; returns supervisord's configuration file."""
     programs = find_programs()
     prepare_directories(config)
+    # A point-in-time restore killed while switching data directories: finish it before anything
+    # could take the missing live directory for a new installation.
+    finished = pitr_switch.finish_interrupted_switch(config.postgres_dir)
+    if finished:
+        print(finished, flush=True)
+    if config.pitr_enabled:
+        prepare_pitr(config)
     if initialize_postgres(config, programs):
         print(f"Initialised a PostgreSQL cluster in {config.postgres_dir}", flush=True)
     release(config, programs)
@@ -760,10 +874,63 @@ def manage(arguments: list[str]) -> int:
     return 0  # not reached
 
 
+def restore(arguments: list[str]) -> int:
+    """`python -m ops.runner restore --to TIME [--yes] [--dry-run]`: point-in-time recovery of the
+    running stack (README "Point-in-time recovery"): checks first (nothing stops if the archive
+    cannot reach TIME), stops the app and PostgreSQL, runs `manage.py restore_backup --to`,
+    starts them again (also when the restore failed: the live data is then untouched)."""
+    parser = argparse.ArgumentParser(prog="python -m ops.runner restore", description=restore.__doc__)
+    parser.add_argument("--to", required=True, metavar="TIME", help='"2026-11-28 10:15:00+00" or latest')
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parser.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
+    args = parser.parse_args(arguments)
+    try:
+        config = RunnerConfig.from_environment()
+        if not config.pitr_enabled:
+            raise RunnerError("PITR_ENABLED is off: there is no WAL archive (restore a backup set instead).")
+        supervisorctl = supervisor_program("supervisorctl")
+    except RunnerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    manage_command = [sys.executable, str(PROJECT_ROOT / "manage.py"), "restore_backup", "--to", args.to]
+    environment = config.backup_environment()
+    checked = subprocess.run([*manage_command, "--dry-run"], env=environment, check=False)
+    if checked.returncode != 0 or args.dry_run:
+        return checked.returncode
+    if not args.yes:
+        answer = input(
+            "Stop the shop and PostgreSQL, restore to this time and start them again? Type 'yes': "
+        )
+        if answer.strip().lower() != "yes":
+            print("Cancelled: nothing was changed.")
+            return 1
+    ctl_command = [supervisorctl, "--configuration", str(supervisor_config_path(config))]
+    supervised = (
+        supervisor_socket(config).exists()
+        and subprocess.run([*ctl_command, "pid"], capture_output=True, check=False).returncode == 0
+    )
+    if supervised:
+        print("Stopping the shop's processes and PostgreSQL", flush=True)
+        subprocess.run([*ctl_command, "stop", f"{APP_GROUP}:*"], check=False)
+        subprocess.run([*ctl_command, "stop", "postgres"], check=False)
+    try:
+        restored = subprocess.run([*manage_command, "--yes"], env=environment, check=False)
+    finally:
+        if supervised:
+            print("Starting PostgreSQL and the shop's processes", flush=True)
+            subprocess.run([*ctl_command, "start", "postgres"], check=False)
+            subprocess.run([*ctl_command, "start", f"{APP_GROUP}:*"], check=False)
+    if not supervised and restored.returncode == 0:
+        print("The stack is not running: start it with `make run`.")
+    return restored.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["manage"]:
         return manage(argv[1:])
+    if argv[:1] == ["restore"]:
+        return restore(argv[1:])
     if argv[:1] == ["ctl"]:
         return ctl(argv[1:])
     parser = argparse.ArgumentParser(

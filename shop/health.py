@@ -115,6 +115,17 @@ def backup_report() -> dict:
     return report
 
 
+def pitr_report() -> dict:
+    """WAL archiving and the newest physical backup (shop/backups/pitr/monitor.py): reported only."""
+    from shop.backups.pitr.monitor import pitr_report as report
+    from shop.backups.status import read_status
+
+    try:
+        return report(read_status())
+    except Exception as exc:  # a probe reports every failure, whatever its type
+        return {"archive": f"error: {exc.__class__.__name__}: {exc}"}
+
+
 @never_cache
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -129,6 +140,8 @@ def readyz(request):
     body = {"status": "ok" if ready else "unavailable", "checks": checks, "backup": backup}
     if backup["status"] != "ok":
         body["warnings"] = [f"backups: {backup['status']}"]
+    if settings.PITR_ENABLED:
+        body["pitr"] = pitr_report()
     response = JsonResponse(body, status=200 if ready else 503)
     if not ready:
         response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER)

@@ -430,6 +430,46 @@ CELERY_BEAT_SCHEDULE["check-backup-alerts"] = {
     "options": {"queue": "backups"},
 }
 
+# --- Point-in-time recovery (shop/backups/pitr, README "Point-in-time recovery") -------------
+# WAL archiving with pgBackRest (repo1: BACKUP_PATH/pgbackrest, repo2: S3 when BACKUP_S3_BUCKET
+# is set) and physical backups on PITR_FULL_SCHEDULE / PITR_DIFF_SCHEDULE. Off by default: the
+# server needs pgBackRest and its archive settings (the runner and the compose db image give both).
+PITR_ENABLED = env.bool("PITR_ENABLED", default=False)
+# PostgreSQL's archive_timeout: an idle-ish shop still ships a WAL segment this often (the RPO).
+PITR_ARCHIVE_TIMEOUT = env.int("PITR_ARCHIVE_TIMEOUT", default=60)
+PITR_FULL_SCHEDULE = env.str("PITR_FULL_SCHEDULE", default="0 1 * * 0")  # weekly, Sunday 01:00 UTC
+PITR_DIFF_SCHEDULE = env.str("PITR_DIFF_SCHEDULE", default="0 1 * * 1-6")  # the other days
+# Alert (mail, /readyz, admin, metrics) when a finished WAL segment waits longer than this.
+PITR_ARCHIVE_MAX_AGE_MINUTES = env.int("PITR_ARCHIVE_MAX_AGE_MINUTES", default=5)
+# pgBackRest speaks HTTPS only to S3; false accepts a self-signed certificate (tests, a LAN MinIO).
+PITR_S3_VERIFY_TLS = env.bool("PITR_S3_VERIFY_TLS", default=True)
+# WAL kept in pg_wal while a repository is unreachable; beyond it pgBackRest drops WAL (logged)
+# rather than fill the database's disk: the shop keeps taking orders, PITR has a gap.
+PITR_ARCHIVE_QUEUE_MAX = env.str("PITR_ARCHIVE_QUEUE_MAX", default="1GiB")
+# Where pgbackrest.conf is (the runner writes DATA_PATH/run/pgbackrest/pgbackrest.conf).
+PITR_PGBACKREST_CONFIG = env.str("PITR_PGBACKREST_CONFIG", default="/etc/pgbackrest/pgbackrest.conf")
+# pgBackRest runs as this OS user when the shop runs as root (it owns the repository).
+PITR_OS_USER = env.str("PITR_OS_USER", default="postgres")
+# The superuser's password, for pgBackRest's connection (pg1-user is POSTGRES_USER).
+PITR_PG_PASSWORD = env.str("POSTGRES_PASSWORD", default="")
+# For restore_backup --to: the live cluster's data directory and the PostgreSQL server binaries.
+PITR_PG_DATA = env.str("PITR_PG_DATA", default="")
+PITR_PG_BIN = env.str("PITR_PG_BIN", default="")
+if PITR_ENABLED:
+    CELERY_BEAT_SCHEDULE["pitr-full-backup"] = {
+        "task": "shop.backups.tasks.pitr_backup",
+        "schedule": _cron_schedule(PITR_FULL_SCHEDULE),
+        "args": ["full"],
+        "options": {"queue": "backups"},
+    }
+    if PITR_DIFF_SCHEDULE:
+        CELERY_BEAT_SCHEDULE["pitr-diff-backup"] = {
+            "task": "shop.backups.tasks.pitr_backup",
+            "schedule": _cron_schedule(PITR_DIFF_SCHEDULE),
+            "args": ["diff"],
+            "options": {"queue": "backups"},
+        }
+
 # --- Outages -------------------------------------------------------------------------------
 # While PostgreSQL or Redis is unreachable the shop answers 503 with this Retry-After (seconds).
 SERVICE_UNAVAILABLE_RETRY_AFTER = env.int("SERVICE_UNAVAILABLE_RETRY_AFTER", default=10)

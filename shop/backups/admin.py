@@ -50,5 +50,18 @@ class BackupSetAdmin(admin.ModelAdmin):
             "s3_target": s3.describe_target() if s3.configured() else "",
             "schedule": settings.BACKUP_SCHEDULE,
             "offsite": offsite,
+            **_pitr_context(status),
         }
         return TemplateResponse(request, "admin/backups/status.html", context)
+
+
+def _pitr_context(status: dict) -> dict:
+    if not settings.PITR_ENABLED:
+        return {}
+    from shop.backups.pitr.monitor import pitr_report
+
+    return {
+        "pitr": pitr_report(status),
+        "pitr_full_schedule": settings.PITR_FULL_SCHEDULE,
+        "pitr_diff_schedule": settings.PITR_DIFF_SCHEDULE,
+    }

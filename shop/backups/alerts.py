@@ -31,12 +31,18 @@ TITLES = {
     "upload": "the latest offsite upload (S3) failed",
     "drill": "the latest scheduled test restore failed",
     "stale": "the newest verified backup set is too old",
+    "pitr_archive": "WAL archiving (point-in-time recovery) is behind",
+    "pitr_backup": "the latest physical backup (pgBackRest) failed",
 }
 WHAT_TO_DO = {
     "backup": "Look at the error above and the backup worker's log; `manage.py backup_now` runs one by hand.",
     "upload": "Check S3 (credentials, bucket, network); the upload is retried, the set is kept locally.",
     "drill": "The set may not restore: run `manage.py verify_backup --latest --deep` and read its error.",
     "stale": "Is the backup worker running, and Celery beat? `manage.py list_backups` shows the sets.",
+    "pitr_archive": "Check the pgBackRest repositories (backup volume space and permissions, S3) and "
+    "pgBackRest's log; orders are still taken, but the newest ones cannot be recovered to a time yet.",
+    "pitr_backup": "Read the error above and the backup worker's log; the WAL archive alone cannot be "
+    "restored without a physical backup to replay it onto.",
 }
 
 
@@ -65,6 +71,8 @@ def current_alerts(current: dict | None = None, now: datetime | None = None) -> 
     if s3.configured():  # an upload failure recorded before S3 was switched off is no alert
         alerts.append(_result_alert(current, "upload", "last_upload"))
     alerts.append(_stale_alert(current, now))
+    if settings.PITR_ENABLED:
+        alerts += _pitr_alerts(current)
     return alerts
 
 
@@ -94,6 +102,17 @@ def _stale_alert(current: dict, now: datetime) -> Alert:
     age = now - newest["created_at"]
     summary = f"the newest verified set, {newest['id']}, is {_hours(age)} old (alert beyond {_hours(limit)})"
     return Alert("stale", age > limit, summary)
+
+
+def _pitr_alerts(current: dict) -> list[Alert]:
+    from shop.backups.pitr import monitor  # reads the live server: only with PITR on
+
+    state = monitor.archive_state()
+    behind = bool(state.error) or state.behind_seconds > monitor.max_behind().total_seconds()
+    return [
+        Alert("pitr_archive", behind, monitor.archive_summary(state)),
+        _result_alert(current, "pitr_backup", "pitr_last_backup"),
+    ]
 
 
 def _hours(delta: timedelta) -> str:

@@ -6,6 +6,7 @@ restart loses nothing. Times are Unix timestamps (seconds); 0 means "never".
 
 from datetime import datetime
 
+from django.conf import settings
 from prometheus_client.core import GaugeMetricFamily
 
 from shop.backups import alerts, local, status
@@ -76,3 +77,43 @@ class BackupCollector:
             yield _gauge(name, HELP[name], value)
         failing = {alert.name: float(alert.failing) for alert in alerts.current_alerts(current)}
         yield _labelled("alert", "1 while this backup alert is on (README: Backup alerts)", "alert", failing)
+        if settings.PITR_ENABLED:
+            yield from _pitr_gauges(current)
+
+
+def _pitr_gauges(current: dict):
+    """WAL archiving and physical backups (shop/backups/pitr), from the live server and status.json."""
+    from shop.backups.pitr import monitor
+
+    state = monitor.archive_state()
+    last = monitor.last_physical_backup(current)
+    success = current.get("pitr_last_success")
+    values = {
+        "pitr_last_archived_timestamp_seconds": (
+            "Last WAL segment archived (pg_stat_archiver)",
+            state.last_archived_at.timestamp() if state.last_archived_at else 0.0,
+        ),
+        "pitr_archive_behind_seconds": (
+            "Seconds archiving has stalled while WAL waits",
+            state.behind_seconds,
+        ),
+        "pitr_archive_waiting_segments": ("Finished WAL segments not archived yet", state.waiting_segments),
+        "pitr_archive_failed_total": (
+            "Failed archive_command runs since the statistics reset",
+            state.failed_count,
+        ),
+        "pitr_archive_max_age_seconds": (
+            "Archiving alerts beyond this",
+            monitor.max_behind().total_seconds(),
+        ),
+        "pitr_last_backup_timestamp_seconds": (
+            "Last successful physical backup (pgBackRest)",
+            _timestamp(success),
+        ),
+        "pitr_last_backup_success": (
+            "Last physical backup: 1 passed, 0 failed, -1 none yet",
+            _drill_result(last),
+        ),
+    }
+    for name, (documentation, value) in values.items():
+        yield _gauge(name, documentation, float(value))

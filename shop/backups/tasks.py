@@ -86,6 +86,22 @@ def verify_latest_set() -> str | None:
     return set_id
 
 
+@shared_task(name="shop.backups.tasks.pitr_backup", **TIME_LIMITS)
+def pitr_backup(kind: str = "full") -> dict | None:
+    """Run by Celery beat on PITR_FULL_SCHEDULE ("full") and PITR_DIFF_SCHEDULE ("diff"): a
+    pgBackRest backup to every repository; pgBackRest then expires what retention lets go."""
+    from shop.backups.pitr.pgbackrest import PitrError
+    from shop.backups.pitr.physical import run_physical_backup
+
+    try:
+        return run_physical_backup(kind)
+    except PitrError as exc:
+        logger.error("PITR BACKUP FAILED (%s): %s", kind, exc)  # expected: no traceback
+        return None
+    finally:
+        _check_alerts()
+
+
 @shared_task(name="shop.backups.tasks.check_backup_alerts")
 def check_backup_alerts() -> list[str]:
     """Run by Celery beat every BACKUP_ALERT_CHECK_MINUTES: mails ADMINS when an alert starts or ends.

@@ -20,6 +20,13 @@ class Command(BaseCommand):
         which.add_argument("set_id", nargs="?", help="the set ID, e.g. 20261128T020000Z")
         which.add_argument("--latest", action="store_true", help="the newest set")
         which.add_argument(
+            "--to",
+            metavar="TIME",
+            help='point-in-time recovery (pgBackRest): "2026-11-28 10:15:00+00" or latest; needs '
+            "PITR_ENABLED and the live PostgreSQL stopped (`python -m ops.runner restore --to ...` "
+            "does both)",
+        )
+        which.add_argument(
             "--recover",
             action="store_true",
             help="finish or undo a restore that was killed halfway (the next backup or restore does it too)",
@@ -31,11 +38,14 @@ class Command(BaseCommand):
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
     def handle(
-        self, *args, set_id, latest, recover, source, only, dry_run, yes, identity, verbosity, **options
+        self, *args, set_id, latest, to, recover, source, only, dry_run, yes, identity, verbosity, **options
     ):
         skip_collection_at_exit()
         if recover:
             self._recover(verbosity)
+            return
+        if to is not None:
+            self._restore_to_time(to, dry_run, yes, verbosity)
             return
         # --verbosity 0 prints nothing, but a plan that needs a confirmation is always shown.
         self.quiet = verbosity == 0 and yes and not dry_run
@@ -60,6 +70,29 @@ class Command(BaseCommand):
         for line in summary:
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
+
+    def _restore_to_time(self, to, dry_run, yes, verbosity):
+        from shop.backups.pitr.restore import restore_to_time
+
+        self.quiet = verbosity == 0 and yes and not dry_run
+        try:
+            summary = restore_to_time(
+                to,
+                dry_run=dry_run,
+                confirm=lambda: yes or self._confirm(),
+                show=self._show_plan,
+                report=reporter_for(self.stdout, verbosity),
+            )
+        except (BackupError, psycopg.Error) as exc:
+            raise CommandError(f"restore to {to!r} failed: {exc}") from exc
+        if summary is None:
+            self.stdout.write(f"{'Dry run' if dry_run else 'Cancelled'}: nothing was changed.")
+            return
+        for line in summary:
+            self.stdout.write(line)
+        self.stdout.write(
+            self.style.SUCCESS("Point-in-time restore complete: start PostgreSQL and the shop.")
+        )
 
     def _recover(self, verbosity):
         try:

@@ -1,0 +1,362 @@
+"""Restore to a time (`manage.py restore_backup --to "2026-11-28 10:15:00+00"` or `--to latest`).
+
+1. Check: pgBackRest's repository has a physical backup that finished before the target and WAL
+   archived after it (`pgbackrest info`); the live server must be stopped (the runner's
+   `python -m ops.runner restore --to ...` stops it and starts it again afterwards).
+2. `pgbackrest restore --type=time --target=T --target-action=promote` (`--to latest`: to the end
+   of the archive) into a NEW directory next to the live one, `<live>.pitr-<stamp>`.
+3. Start a temporary PostgreSQL on it (127.0.0.1, a spare port) and wait until it has replayed
+   the WAL up to the target and promoted itself (a new timeline, archived like any other).
+4. Read the product images the restored rows name (shop/catalog/media.py) and bring each into
+   MEDIA_ROOT from the blob store (BACKUP_PATH/blobs), its SHA-256 checked; a missing thumbnail is
+   made again from its image. Any image missing or wrong: stop here, naming them; the live data
+   directory was never touched.
+5. Stop the temporary server; switch the directories (switch.py: the previous one is kept as
+   `<live>.before-pitr-<stamp>` for rollback).
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+
+from shop.backups import blobs, status
+from shop.backups.blobs import copy_hashing
+from shop.backups.pitr import config, pgbackrest, switch
+from shop.backups.pitr.pgbackrest import PitrError
+from shop.catalog import media
+
+RECOVERY_TIMEOUT = 3600  # seconds the temporary server may take to replay WAL
+
+
+@dataclass
+class PitrPlan:
+    target: datetime | None  # None: the end of the archive ("latest")
+    live: Path
+    restored: Path
+    stamp: str
+    backup: dict
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def target_text(self) -> str:
+        return self.target.isoformat(sep=" ") if self.target else "latest"
+
+
+def parse_target(text: str, now: datetime | None = None) -> datetime | None:
+    """'latest' (None) or a time with its UTC offset, not in the future."""
+    if text.strip().lower() == "latest":
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PitrError(
+            f'--to {text!r} is not a time: give one like "2026-11-28 10:15:00+00" '
+            "(with its UTC offset) or latest"
+        ) from None
+    if moment.tzinfo is None:
+        raise PitrError(f'--to {text!r} has no UTC offset: add one, e.g. "{text}+00" for UTC')
+    if moment > (now or datetime.now(UTC)):
+        raise PitrError(f"--to {text!r} is in the future: use --to latest for the newest state")
+    return moment.astimezone(UTC)
+
+
+def live_directory() -> Path:
+    if not settings.PITR_PG_DATA:
+        raise PitrError(
+            "PITR_PG_DATA (the live PostgreSQL data directory) is not set: run this through "
+            "`python -m ops.runner restore --to ...` (or set it to the cluster's directory)"
+        )
+    return Path(settings.PITR_PG_DATA)
+
+
+def make_plan(target_text: str) -> PitrPlan:
+    pgbackrest.require_enabled()
+    target = parse_target(target_text)
+    live = live_directory()
+    stanza = pgbackrest.info()
+    if stanza.get("status", {}).get("code", 0) not in (0,):
+        raise PitrError(f"the pgBackRest repository is not usable: {stanza['status'].get('message')}")
+    done = [backup for backup in pgbackrest.backups(stanza) if not backup["error"]]
+    if not done:
+        raise PitrError(
+            "there is no physical backup in the pgBackRest repository: nothing to replay WAL onto"
+        )
+    usable = [backup for backup in done if target is None or backup["stopped"] <= target]
+    if not usable:
+        raise PitrError(
+            f"no physical backup finished before {target.isoformat(sep=' ')}: the oldest finished at "
+            f"{done[0]['stopped'].isoformat(sep=' ')}; choose a later time"
+        )
+    newest_wal = pgbackrest.newest_archived_wal(stanza)
+    if not newest_wal:
+        raise PitrError("no WAL is archived: the repository cannot bring a backup forward to a time")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    plan = PitrPlan(target, live, switch.restored_path(live, stamp), stamp, usable[-1])
+    backup = plan.backup
+    plan.lines = [
+        f"target: {plan.target_text}",
+        f"physical backup: {backup['label']} ({backup['type']}, "
+        f"finished {backup['stopped'].isoformat(sep=' ')})",
+        f"WAL archived up to segment {newest_wal}",
+        f"restore into {plan.restored}, replay WAL on a temporary server, bring the images the rows name "
+        f"into {settings.MEDIA_ROOT} from {blobs.store_root()}",
+        f"then switch: {live} -> {switch.previous_path(live, stamp)} (kept for rollback), "
+        f"{plan.restored} -> {live}",
+    ]
+    return plan
+
+
+def server_running(data_dir: Path) -> bool:
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -> list[str] | None:
+    finished = switch.finish_interrupted_switch(live_directory()) if settings.PITR_PG_DATA else None
+    if finished:
+        report.step(finished)
+    plan = make_plan(target_text)
+    show(plan.lines)
+    if dry_run or not confirm():
+        return None
+    if server_running(plan.live):
+        raise PitrError(
+            f"PostgreSQL is running on {plan.live}: stop it first (`python -m ops.runner restore --to ...` "
+            "stops it, restores and starts it again)"
+        )
+    began = time.monotonic()
+    try:
+        report.step(f"restoring the physical backup and WAL into {plan.restored}")
+        restore_files(plan)
+        report.step("replaying WAL on a temporary server")
+        with temporary_server(plan.restored) as port:
+            names = read_media_names(port)
+        report.step(f"bringing {len(names)} image file(s) into place from the blob store")
+        problems = bring_images(names)
+        if problems:
+            raise PitrError(
+                f"{len(problems)} image(s) named by the restored rows cannot be brought back (the live data "
+                "was not touched): " + "; ".join(problems[:20])
+            )
+    except BaseException:
+        shutil.rmtree(plan.restored, ignore_errors=True)
+        raise
+    report.step("switching the data directories")
+    previous = switch.switch(plan.live, plan.restored, plan.stamp)
+    seconds = round(time.monotonic() - began, 1)
+    summary = [
+        f"restored to {plan.target_text} from backup {plan.backup['label']} in {seconds} s",
+        f"{len(names)} image file(s) checked in {settings.MEDIA_ROOT}",
+        f"previous data directory kept in {previous}" if previous else "there was no previous data directory",
+    ]
+    record(plan, summary)
+    return summary
+
+
+def record(plan: PitrPlan, summary: list[str]) -> None:
+    with status.updating() as current:
+        current["last_pitr_restore"] = {
+            "target": plan.target_text,
+            "at": status.now_iso(),
+            "summary": summary,
+        }
+
+
+def os_user_ids() -> tuple[int, int] | None:
+    if os.geteuid() != 0 or not settings.PITR_OS_USER:
+        return None
+    user = pwd.getpwnam(settings.PITR_OS_USER)
+    return user.pw_uid, user.pw_gid
+
+
+def restore_files(plan: PitrPlan) -> None:
+    plan.restored.mkdir(mode=0o700)
+    ids = os_user_ids()
+    if ids:
+        os.chown(plan.restored, *ids)
+    args = [f"--pg1-path={plan.restored}"]
+    if plan.target is None:
+        args += ["--type=default"]
+    else:
+        args += ["--type=time", f"--target={plan.target.isoformat(sep=' ')}", "--target-action=promote"]
+    pgbackrest.run(*args, "restore", timeout=settings.BACKUP_PG_TIMEOUT or None)
+
+
+def spare_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_program(name: str) -> str:
+    directory = settings.PITR_PG_BIN
+    found = str(Path(directory) / name) if directory else shutil.which(name)
+    if not found or not Path(found).is_file():
+        raise PitrError(f"{name} not found: set PITR_PG_BIN to the PostgreSQL server's bin directory")
+    return found
+
+
+class temporary_server:
+    """The restored cluster, started on a spare port until it has finished recovery."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.port = spare_port()
+        self.log = Path(tempfile.mkdtemp(prefix="shop-pitr-")) / "postgres.log"
+
+    def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = pgbackrest.as_user([postgres_program("pg_ctl"), "-D", str(self.data_dir), *args])
+        return subprocess.run(command, capture_output=True, text=True, check=check)
+
+    def __enter__(self) -> int:
+        self.log.parent.chmod(0o777)  # written by the postgres user
+        archive = config.archive_settings(
+            Path(settings.PITR_PGBACKREST_CONFIG), self.data_dir, settings.PITR_ARCHIVE_TIMEOUT
+        )
+        options = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            **archive,
+        }
+        options_text = " ".join(f"-c {name}={_quoted(value)}" for name, value in options.items())
+        started = self._pg_ctl(
+            "-w", "-t", str(RECOVERY_TIMEOUT), "-l", str(self.log), "-o", options_text, "start", check=False
+        )
+        if started.returncode != 0:
+            raise PitrError(f"the restored cluster did not start: {self._log_tail()}")
+        try:
+            self._wait_for_promotion()
+        except BaseException:
+            self._stop()
+            raise
+        return self.port
+
+    def _wait_for_promotion(self) -> None:
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with connect(self.port) as conn:
+                    if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                        return
+            except psycopg.OperationalError:
+                if not server_running(self.data_dir):
+                    raise PitrError(
+                        f"the restored cluster stopped during recovery: {self._log_tail()}"
+                    ) from None
+            time.sleep(0.5)
+        raise PitrError(f"recovery did not finish within {RECOVERY_TIMEOUT} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no server log)"
+        important = [line for line in lines if "FATAL" in line or "PANIC" in line] or lines[-5:]
+        return " | ".join(important[-5:])
+
+    def _stop(self) -> None:
+        self._pg_ctl("-m", "fast", "-w", "stop", check=False)
+
+    def __exit__(self, *exc) -> None:
+        self._stop()
+        shutil.rmtree(self.log.parent, ignore_errors=True)
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'" if any(c in value for c in " '%") else value
+
+
+def connect(port: int) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        dbname=settings.DATABASES["default"]["NAME"],
+        user=os.environ.get("POSTGRES_USER") or "shop",
+        password=settings.PITR_PG_PASSWORD,
+        connect_timeout=5,
+        autocommit=True,
+    )
+
+
+def read_media_names(port: int) -> set[str]:
+    with connect(port) as conn:
+        return media.referenced_media_names(conn)
+
+
+def bring_images(names: set[str]) -> list[str]:
+    """Every image the rows name into MEDIA_ROOT, hash-checked; the problems (empty: all there)."""
+    root = Path(settings.MEDIA_ROOT)
+    problems = []
+    images = sorted(name for name in names if media.name_sha256(name))
+    for name in images:
+        problem = bring_image(root, name, media.name_sha256(name))
+        if problem:
+            problems.append(problem)
+    for name in sorted(names - set(images)):
+        if not (root / name).is_file():
+            problem = remake_thumbnail(root, name)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as source, open(os.devnull, "wb") as sink:
+        return copy_hashing(source, sink)[0]
+
+
+def bring_image(root: Path, name: str, sha256: str) -> str | None:
+    target = root / name
+    if target.is_file() and file_sha256(target) == sha256:
+        return None
+    source = blobs.blob_path(sha256)
+    if not source.is_file():
+        return f"{name}: missing in MEDIA_ROOT and in the blob store ({blobs.blob_key(sha256)})"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".pitr-incoming-{target.name}")
+    with open(source, "rb") as blob, open(temporary, "wb") as out:
+        copied, _ = copy_hashing(blob, out)
+        out.flush()
+        os.fsync(out.fileno())
+    if copied != sha256:
+        temporary.unlink()
+        return f"{name}: the blob {blobs.blob_key(sha256)} has SHA-256 {copied}, not {sha256}"
+    temporary.chmod(0o644)
+    os.rename(temporary, target)
+    return None
+
+
+def remake_thumbnail(root: Path, name: str) -> str | None:
+    """A thumbnail is derived data: made again from its image (products/thumbs/ab/<sha>-<size>.webp)."""
+    from shop.catalog.images import make_thumbnail
+
+    stem = name.rsplit("/", 1)[-1].removesuffix(".webp")
+    sha256, _, size = stem.rpartition("-")
+    image = next((path for path in (root / "products" / sha256[:2]).glob(f"{sha256}.*")), None)
+    if image is None or not size.isdigit():
+        return f"{name}: missing, and its image is not there to make it again"
+    target = root / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(image, "rb") as source:
+        target.write_bytes(make_thumbnail(source, int(size)))
+    return None
