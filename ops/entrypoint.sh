@@ -37,16 +37,16 @@ write_pgbackrest_config() {
     config="${PITR_PGBACKREST_CONFIG:?PITR_PGBACKREST_CONFIG is not set}"
     mkdir -p "$(dirname "$config")" "${PITR_RUN_DIR:-/tmp/pgbackrest}/lock" "${PITR_RUN_DIR:-/tmp/pgbackrest}/spool" \
         "${PITR_LOG_DIR:-/tmp/pgbackrest/log}"
-    s3_bucket="${BACKUP_S3_BUCKET:-}"
+    s3_bucket="${BACKUP_S3_BUCKET:-}" s3_endpoint="${BACKUP_S3_ENDPOINT_URL:-}"
     case "${BACKUP_S3_ENDPOINT_URL:-}" in
         http://*)
             # pgBackRest reaches S3 over HTTPS only (the development MinIO is plain HTTP).
             echo "entrypoint: pgBackRest repo2 (S3) left out: BACKUP_S3_ENDPOINT_URL is not https://" >&2
-            s3_bucket=""
+            s3_bucket="" s3_endpoint=""
             ;;
     esac
     # It holds the S3 keys when repo2 is on: private, and complete or not there at all.
-    (umask 077 && { BACKUP_S3_BUCKET="$s3_bucket" python -m shop.backups.pitr.config \
+    (umask 077 && { BACKUP_S3_BUCKET="$s3_bucket" BACKUP_S3_ENDPOINT_URL="$s3_endpoint" python -m shop.backups.pitr.config \
         && cat "$PITR_COMPOSE_REPO_HOST_CONF"; } > "$config.tmp") && mv "$config.tmp" "$config"
 }
 
