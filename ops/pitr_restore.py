@@ -67,8 +67,9 @@ def running(container: str) -> bool:
     return state["Running"]
 
 
-def wait_until_ready(container: str) -> None:
-    """Until the one-shot says READY; Failed (with its output) when it ends first."""
+def wait_until_ready(container: str) -> int:
+    """Until the one-shot says READY (how many lines of its output were shown); Failed (with
+    its output) when it ends first."""
     shown = 0
     while True:
         output = docker("logs", container).stdout
@@ -77,25 +78,26 @@ def wait_until_ready(container: str) -> None:
             print(f"  {line}", flush=True)
         shown = len(lines)
         if READY_MARK in output:
-            return
+            return shown
         if not running(container):
             errors = docker("logs", container).stderr.strip()
             raise Failed(f"the restore did not get as far as the switch:\n{errors}")
         time.sleep(2)
 
 
-def finish(container: str) -> int:
+def finish(container: str, shown: int) -> int:
+    """Wait for the one-shot to end; its exit status, after the rest of its output."""
     status = int(docker("wait", container).stdout.strip() or 1)
     logs = docker("logs", container)
-    for line in (logs.stdout + logs.stderr).splitlines():
-        if line.strip() and READY_MARK not in line:
-            print(f"  {line}", flush=True)
+    for line in logs.stdout.splitlines()[shown:] + logs.stderr.splitlines():
+        print(f"  {line}", flush=True)
     return status
 
 
 def restore(target: str, stamp: str) -> None:
     project = setting("COMPOSE_PROJECT_NAME", "shop", PROJECT_ROOT)
-    container = f"{project}-pitr-restore-{stamp.lower()}"
+    # Reached by this name over the compose network: one DNS label, at most 63 characters.
+    container = f"{project[:40]}-pitr-{stamp.lower()}"
     say(f"stopping {', '.join(STOPPED)}")
     compose("stop", *STOPPED)
     switched = False
@@ -104,7 +106,7 @@ def restore(target: str, stamp: str) -> None:
             "run", "--detach", "--name", container, "pitr-restore", "recover", target, stamp, capture=True
         )
         try:
-            wait_until_ready(container)
+            shown = wait_until_ready(container)
             say("bringing the images the restored rows name into the uploads volume")
             images = compose(
                 "run", "--rm", "--no-deps", "backend",
@@ -118,10 +120,10 @@ def restore(target: str, stamp: str) -> None:
                     "decide",
                     "abort: the images could not be brought back",
                 )
-                finish(container)
+                finish(container, shown)
                 raise Failed("the images named by the restored rows could not all be brought back (above)")
             docker("exec", container, "shop-pitr-restore", "decide", "switch")
-            if finish(container) != 0:
+            if finish(container, shown) != 0:
                 raise Failed(
                     "the switch of the data directories failed (above); the database's entrypoint "
                     "completes an interrupted switch when it starts"

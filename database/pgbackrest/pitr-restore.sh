@@ -30,13 +30,6 @@ superuser="${POSTGRES_USER:-postgres}"
 say() { printf 'shop-pitr-restore: %s\n' "$*"; }
 fail() { printf 'shop-pitr-restore: ERROR: %s\n' "$*" >&2; exit 1; }
 
-target_options() {
-    if [ "$1" = latest ]; then
-        echo "--type=default"
-    else
-        printf '%s\n' "--type=time" "--target=$1" "--target-action=promote"
-    fi
-}
 
 plan() {
     local target="$1"
@@ -111,8 +104,11 @@ recover() {
     say "restoring the newest backup before $target into $restored"
     # restore_command of the temporary server: the repository on the backup volume, and WAL
     # fetched into the restored directory (%p is relative to pg1-path).
-    # shellcheck disable=SC2046
-    pgbackrest --stanza=shop --pg1-path="$restored" $(target_options "$target") \
+    local target_options=(--type=default)
+    if [ "$target" != latest ]; then
+        target_options=(--type=time "--target=$target" --target-action=promote)
+    fi
+    pgbackrest --stanza=shop --pg1-path="$restored" "${target_options[@]}" \
         "--recovery-option=restore_command=pgbackrest --stanza=shop --pg1-path=$restored archive-get %f \"%p\"" \
         restore
 
