@@ -4,7 +4,7 @@ recovery in compose"). Standard library only: it drives `docker compose` from th
 
 1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repository on the backup volume).
    --dry-run stops here; otherwise it asks (unless --yes).
-2. Stop the shop's services, nginx, pgbackrest-db and the database (redis and pgbackrest-repo
+2. Stop the shop's services, nginx, wal-switch, pgbackrest-db and the database (redis and pgbackrest-repo
    keep running).
 3. The one-shot restores the newest physical backup before TO into a new directory inside the
    postgres_data volume (pitr/restore-<stamp>), replays the archived WAL up to TO on a temporary
@@ -33,7 +33,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from ops.init_stack import setting  # noqa: E402 (the project root on the path first)
 
-STOPPED = ["nginx", "backend", "worker", "beat", "backup", "pgbackrest-db", "database"]
+STOPPED = ["nginx", "backend", "worker", "beat", "backup", "wal-switch", "pgbackrest-db", "database"]
 READY_MARK = "shop-pitr-restore: READY"
 
 

@@ -6,6 +6,7 @@
 #                       repository host pgbackrest-repo over TLS, archive_timeout)
 #   pgbackrest-server   pgBackRest's TLS server on the PostgreSQL side (service pgbackrest-db),
 #                       through which the backup worker takes physical backups
+#   wal-switch          closes the WAL segment every PITR_ARCHIVE_TIMEOUT seconds (service wal-switch)
 #   anything else       run as given (shop-pitr-restore: README "Point-in-time recovery in compose")
 # Started as root, it hands the TLS key to the postgres user (pgBackRest accepts a key only
 # when it is private to the user reading it) and then runs everything as that user.
@@ -69,6 +70,22 @@ case "${1:-postgres}" in
             exec gosu postgres pgbackrest server
         fi
         exec pgbackrest server
+        ;;
+    wal-switch)
+        # Closes the current WAL segment every PITR_ARCHIVE_TIMEOUT seconds so it is archived (the
+        # RPO). archive_timeout is meant to do it, but on our machines PostgreSQL (15 and 17)
+        # did not honour it: the checkpointer slept the whole checkpoint_timeout and the segment
+        # waited minutes. pg_switch_wal() does nothing when no WAL was written since the last
+        # switch, and nothing is switched while archiving is off. Through the shared socket.
+        interval="${PITR_ARCHIVE_TIMEOUT:-60}"
+        trap 'exit 0' TERM INT
+        while true; do
+            sleep "$interval" &
+            wait $!
+            psql -h /var/run/postgresql -U "${POSTGRES_USER:-postgres}" -d postgres -XAtq -c \
+                "SELECT pg_switch_wal() FROM pg_settings WHERE name = 'archive_mode' AND setting <> 'off'" \
+                >/dev/null || echo "wal-switch: PostgreSQL did not answer; again in $interval s" >&2
+        done
         ;;
     *)
         exec "$@"

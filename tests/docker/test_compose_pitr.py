@@ -119,12 +119,13 @@ def test_wal_is_archived_over_tls_and_the_backup_worker_takes_a_full_backup(stac
     for service in ("pgbackrest-db", "pgbackrest-repo"):
         assert stack.container(service)["State"]["Health"]["Status"] == "healthy", service
 
-    # An idle database still ships a segment every archive_timeout (what bounds the RPO).
+    # A write, then nothing: its segment is still closed and shipped within a few timeouts (the
+    # wal-switch service; plus PostgreSQL's own 60 s pause after the failures before the stanza).
     before = int(psql(stack, "SELECT archived_count FROM pg_stat_archiver"))
     psql(stack, "CREATE TABLE pitr_idle_probe (n int); INSERT INTO pitr_idle_probe VALUES (1)")
     wait_for(
         lambda: int(psql(stack, "SELECT archived_count FROM pg_stat_archiver")) > before,
-        ARCHIVE_TIMEOUT * 4,
+        ARCHIVE_TIMEOUT * 3 + 60,
         lambda: f"nothing archived within archive_timeout:\n{stack.logs('database', 'pgbackrest-repo')}",
     )
 
