@@ -78,8 +78,10 @@ def stack():
         print(f"\ncompose PITR timings (s): {project.state}")
 
 
-def psql(project: ComposeProject, query: str) -> str:
-    user, database = project.env["POSTGRES_USER"], project.env["POSTGRES_DB"]
+def psql(project: ComposeProject, query: str, database: str = "postgres") -> str:
+    """As the superuser, in the maintenance database (the shop's own holds only the shop's tables:
+    the backup role must be able to read every one)."""
+    user = project.env["POSTGRES_USER"]
     return project.exec("database", "psql", "-U", user, "-d", database, "-Atc", query).stdout.strip()
 
 
