@@ -18,14 +18,16 @@ RUN pip install -r /tmp/requirements.txt
 # --- runtime ------------------------------------------------------------------------------------
 FROM python:3.13-slim-trixie AS runtime
 
-# pg_dump/pg_restore of the same major version as the server (docker-compose.yml), from
-# Debian's main archive.
+# pg_dump/pg_restore of the same major version as the server (docker-compose.yml), and
+# pgBackRest (the repository host of point-in-time recovery: the backup worker and the
+# pgbackrest-repo service), both from Debian's main archive.
 ARG PG_MAJOR=17
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}"; \
+    apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" pgbackrest; \
     rm -rf /var/lib/apt/lists/*; \
-    pg_dump --version | grep -q " ${PG_MAJOR}\."
+    pg_dump --version | grep -q " ${PG_MAJOR}\."; \
+    pgbackrest version
 
 # The user the processes run as. Its ids match the owner of the bind-mounted data directories
 # on the host (`make init` writes APP_UID/APP_GID to .env), so uploads and logs are writable.

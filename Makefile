@@ -47,7 +47,7 @@ dev-server: migrate  ## runserver on 127.0.0.1:8000 (PostgreSQL and Redis from .
 COMPOSE ?= docker compose
 COMPOSE_PROD := $(COMPOSE) -f docker-compose.yml -f docker-compose.prod.yml
 
-.PHONY: init up prod-up down docker-check
+.PHONY: init up prod-up down docker-check pitr-restore
 
 # Before anything else: without Docker (or without Compose v2), say so and point to `make run`.
 docker-check:
@@ -69,6 +69,13 @@ prod-up: docker-check init  ## production stack in Docker, detached (docker-comp
 
 down: docker-check  ## stop the Docker stack; the data under DATA_PATH stays
 	$(COMPOSE) down
+
+# README "Point-in-time recovery in compose": stops the shop and the database, restores into a new
+# directory inside the data volume, brings the images back, switches (keeping the previous data)
+# and starts everything again. Production: COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml.
+pitr-restore: docker-check  ## database (+ images) back to TO="2026-11-28 10:15:00+00" or TO=latest; DRY_RUN=1, YES=1
+	@test -n "$(TO)" || { echo 'Say when: make pitr-restore TO="2026-11-28 10:15:00+00" (with its UTC offset) or TO=latest'; exit 1; }
+	python3 ops/pitr_restore.py --to "$(TO)" $(if $(DRY_RUN),--dry-run) $(if $(YES),--yes)
 
 run: init venv  ## the same stack without Docker, under DATA_PATH (Ctrl-C stops it)
 	$(BIN)/python -m ops.runner

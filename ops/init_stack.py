@@ -237,6 +237,64 @@ def check_compose_volumes(root: Path = PROJECT_ROOT) -> list[str]:
     return stale_volumes(project, expected_volume_paths(root)) if project else []
 
 
+# pgBackRest's TLS between the database side and the repository host (README "Point-in-time
+# recovery in compose"): file name -> certificate common name (= compose service name).
+PGBACKREST_TLS_DIR = Path("database") / "pgbackrest" / "tls"
+PGBACKREST_TLS_IDENTITIES = {"pg": "pgbackrest-db", "repo": "pgbackrest-repo"}
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    result = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+def create_pgbackrest_tls(directory: Path, repo_owner: tuple[int, int] | None = None) -> list[Path]:
+    """A CA of the stack's own and one certificate per side, when any file is missing.
+
+    The CA's key is thrown away once both are signed: nothing else can be issued with it. Keys
+    are private (pgBackRest refuses any other mode); repo.key belongs to the shop image's user
+    (repo_owner, when root prepares the files for it). The database image copies pg.key for its
+    own user at start.
+    """
+    wanted = [directory / "ca.crt"] + [
+        directory / f"{name}.{ext}" for name in PGBACKREST_TLS_IDENTITIES for ext in ("crt", "key")
+    ]
+    if all(path.exists() for path in wanted):
+        return []
+    if not shutil.which("openssl"):
+        raise RuntimeError(
+            "openssl is not installed: it makes the pgBackRest TLS certificates "
+            f"({directory}). Install it (Debian/Ubuntu: apt-get install openssl) and run make init again."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    old_umask = os.umask(0o077)
+    scratch = ["ca.key", "ca.srl"]
+    try:
+        ca_subject = "/CN=shop pgBackRest CA"
+        openssl("req", "-x509", "-newkey", "rsa:3072", "-nodes", "-days", "3650", "-subj", ca_subject,
+                "-keyout", "ca.key", "-out", "ca.crt", cwd=directory)  # fmt: skip
+        for name, common_name in PGBACKREST_TLS_IDENTITIES.items():
+            scratch += [f"{name}.csr", f"{name}.ext"]
+            (directory / f"{name}.ext").write_text(
+                f"subjectAltName=DNS:{common_name}\nextendedKeyUsage=serverAuth,clientAuth\n"
+            )
+            openssl("req", "-newkey", "rsa:3072", "-nodes", "-subj", f"/CN={common_name}",
+                    "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=directory)  # fmt: skip
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                    "-CAcreateserial", "-days", "3650", "-extfile", f"{name}.ext", "-out", f"{name}.crt",
+                    cwd=directory)  # fmt: skip
+    finally:
+        os.umask(old_umask)
+        for leftover in scratch:
+            (directory / leftover).unlink(missing_ok=True)
+    for path in wanted:
+        path.chmod(0o600 if path.suffix == ".key" else 0o644)
+    if repo_owner:
+        os.chown(directory / "repo.key", *repo_owner)
+    return wanted
+
+
 def main() -> int:
     if ensure_env_file():
         print(f"Created {PROJECT_ROOT / '.env'} with new secrets (mode 600). Review it before going live.")
@@ -246,6 +304,12 @@ def main() -> int:
             print(f"Added COMPOSE_PROJECT_NAME={name} to .env (this checkout's own volumes).")
     for path in create_data_dirs(data_path(), backup_path(), docker_app_owner()):
         print(f"Created {path}")
+    try:
+        if create_pgbackrest_tls(PROJECT_ROOT / PGBACKREST_TLS_DIR, docker_app_owner()):
+            print(f"Created the pgBackRest TLS certificates in {PGBACKREST_TLS_DIR}/ (never commit them)")
+    except RuntimeError as exc:
+        print(f"STOP: {exc}", file=sys.stderr)
+        return 1
     if problems := check_compose_volumes():
         print(
             "STOP: the Docker volumes of this stack point at other directories than .env says:",

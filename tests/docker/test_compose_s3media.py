@@ -53,7 +53,15 @@ def stack():
         yield scaled
     finally:
         scaled.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
-        project.run("docker", "image", "rm", f"{project.name}-app:latest", check=False)
+        # Both images the stack builds: the shop's and the database's (database/Dockerfile).
+        project.run(
+            "docker",
+            "image",
+            "rm",
+            f"{project.name}-app:latest",
+            f"{project.name}-database:latest",
+            check=False,
+        )
         project.run("rm", "-rf", str(project.root), check=False)
 
 

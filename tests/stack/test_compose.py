@@ -25,9 +25,9 @@ BIND_VOLUMES = {
     "nginx_logs": "${DATA_PATH:-./data}/nginx-logs",
     "backup_data": "${BACKUP_PATH:-./backups}",
 }
-NAMED_VOLUMES = {"frontend_build", "beat_schedule"}
+NAMED_VOLUMES = {"frontend_build", "beat_schedule", "postgres_socket"}
 CONFIG_DIRS = ("./nginx", "./database", "./redis")
-ONE_SHOT = {"migrate", "minio-setup"}
+ONE_SHOT = {"migrate", "minio-setup", "pitr-restore"}
 APP_SERVICES = {"migrate", "backend", "worker", "backup", "beat"}
 SECRETS = ("POSTGRES_PASSWORD", "APP_DB_PASSWORD", "BACKUP_DB_PASSWORD", "REDIS_PASSWORD",
            "DJANGO_SECRET_KEY", "BACKUP_S3_ACCESS_KEY_ID", "BACKUP_S3_SECRET_ACCESS_KEY")  # fmt: skip
@@ -140,12 +140,26 @@ def test_configuration_is_mounted_read_only_and_used(stack):
 def test_healthchecks_and_start_order(stack):
     services = load_stack(stack)["services"]
     # Every long-running service has one: `docker compose up --wait` waits for all of them.
-    for name in ("database", "redis", "backend", "worker", "backup", "beat", "nginx"):
+    long_running = (
+        "database",
+        "redis",
+        "backend",
+        "worker",
+        "backup",
+        "beat",
+        "nginx",
+        "pgbackrest-db",
+        "pgbackrest-repo",
+    )
+    for name in long_running:
         healthcheck = services[name]["healthcheck"]
         assert healthcheck["test"], name
         assert not healthcheck.get("disable"), name
     assert "pg_isready" in " ".join(services["database"]["healthcheck"]["test"])
-    assert services["database"]["image"].startswith("postgres:17")
+    # Our own database image (database/Dockerfile), built on the postgres image.
+    assert services["database"]["image"].endswith("-database:latest")
+    assert services["database"]["build"]["context"] == "./database"
+    assert services["backup"]["depends_on"]["pgbackrest-db"]["condition"] == "service_healthy"
     assert services["redis"]["image"] == "redis:7-alpine"
     assert re.fullmatch(r"nginx:[\w.-]*alpine", services["nginx"]["image"])
     ready = {
@@ -254,7 +268,7 @@ def test_every_setting_and_runner_variable_is_documented():
     assert {"DATABASE_URL", "DJANGO_SECRET_KEY", "BACKUP_PATH"} <= read_by_settings  # the regex works
     ops_scripts = (PROJECT_ROOT / "ops" / "gunicorn.conf.py").read_text()
     ops_scripts += (PROJECT_ROOT / "ops" / "entrypoint.sh").read_text()
-    read_by_ops = set(re.findall(r"environ\.get\(\"([A-Z_]+)\"|\$\{([A-Z_]+)", ops_scripts))
+    read_by_ops = set(re.findall(r"environ\.get\(\"([A-Z][A-Z0-9_]*)\"|\$\{([A-Z][A-Z0-9_]*)", ops_scripts))
     read_by_ops = {name for pair in read_by_ops for name in pair if name}
     read_by_runner = (
         set(DEFAULT_PORTS) | set(REQUIRED_SECRETS) | {"POSTGRES_USER", "POSTGRES_DB", "DATA_PATH"}
@@ -276,7 +290,10 @@ def test_image_matches_the_stack():
     assert set(stages) == {"python:3.13-slim-trixie"}
     pg_major = re.search(r"^ARG PG_MAJOR=(\d+)$", dockerfile, flags=re.MULTILINE).group(1)
     base = compose.load(BASE)
-    assert base["services"]["database"]["image"] == f"postgres:{pg_major}-trixie"  # the image's Debian
+    # The database image (database/Dockerfile) is the postgres image of the image's Debian.
+    database_image = re.findall(r"^FROM (\S+)", (PROJECT_ROOT / "database" / "Dockerfile").read_text(), re.M)
+    assert database_image == [f"postgres:{pg_major}-trixie"]
+    assert base["services"]["database"]["build"]["context"] == "./database"
     assert base["services"]["migrate"]["build"]["args"]["PG_MAJOR"] == pg_major
     # Debian's own archive only: no BuildKit frontend from Docker Hub, no third-party repository.
     assert "# syntax=" not in dockerfile
@@ -295,7 +312,11 @@ def test_image_matches_the_stack():
 def test_the_shop_image_is_built_once(stack):
     services = load_stack(stack)["services"]
     builders = [name for name, service in services.items() if "build" in service]
-    assert builders == ["migrate"]
+    # The shop image by migrate; the database image (database/Dockerfile) is a second image.
+    assert sorted(builders) == ["database", "migrate"]
+    database_image = services["database"]["image"]
+    assert {services[name]["image"] for name in ("pgbackrest-db", "pitr-restore")} == {database_image}
+    assert services["pgbackrest-repo"]["image"] == services["migrate"]["image"]
     images = {services[name]["image"] for name in APP_SERVICES}
     assert len(images) == 1, images
 

@@ -281,3 +281,31 @@ def test_entrypoint_knows_every_role_the_compose_files_and_the_runner_use():
 def test_container_healthcheck_names_an_allowed_host(monkeypatch, allowed_hosts, probe_host):
     monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", allowed_hosts)
     assert healthcheck.probe_host() == probe_host
+
+
+def test_init_makes_the_pgbackrest_tls_certificates_once(tmp_path):
+    """make init: a CA of the stack's own (its key thrown away), one certificate per side with the
+    compose service's name, private keys (pgBackRest refuses any other mode)."""
+    directory = tmp_path / "tls"
+    created = init_stack.create_pgbackrest_tls(directory, (os.getuid(), os.getgid()))
+    assert sorted(path.name for path in created) == ["ca.crt", "pg.crt", "pg.key", "repo.crt", "repo.key"]
+    assert sorted(path.name for path in directory.iterdir()) == sorted(path.name for path in created)
+    for name in ("pg.key", "repo.key"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o600
+    for name, common_name in (("pg", "pgbackrest-db"), ("repo", "pgbackrest-repo")):
+        certificate = directory / f"{name}.crt"
+        verified = subprocess.run(
+            ["openssl", "verify", "-CAfile", directory / "ca.crt", certificate],
+            capture_output=True,
+            text=True,
+        )
+        assert verified.returncode == 0, verified.stderr
+        text = subprocess.run(
+            ["openssl", "x509", "-in", certificate, "-noout", "-subject", "-ext", "subjectAltName"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert f"CN = {common_name}" in text
+        assert f"DNS:{common_name}" in text
+    before = (directory / "repo.key").read_bytes()
+    assert init_stack.create_pgbackrest_tls(directory) == []
+    assert (directory / "repo.key").read_bytes() == before

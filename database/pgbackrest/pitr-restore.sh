@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Restore to a time inside the compose stack's database volume: the part that runs in the shop's
+# database image (the pitr-restore one-shot), driven by `make pitr-restore` (ops/pitr_restore.py;
+# README "Point-in-time recovery in compose"). Runs as the postgres user; the live cluster
+# ($PGDATA, the root of the postgres_data volume) is never written to until the switch.
+#
+#   shop-pitr-restore plan TARGET           what a restore to TARGET would use (nothing changes)
+#   shop-pitr-restore recover TARGET STAMP  restore the newest backup before TARGET into
+#       $PGDATA/pitr/restore-STAMP, replay the archived WAL up to TARGET on a temporary server
+#       (listening on the compose network, so the shop image can read the restored rows), check
+#       it, print READY, then wait for `decide switch|abort` (ops/pitr_restore.py), stop the
+#       server, and switch or delete the restored directory.
+#   shop-pitr-restore decide switch|abort   the decision the waiting `recover` acts on
+#   shop-pitr-restore finish-switch         complete a switch that was interrupted (run by the
+#       image's entrypoint before PostgreSQL starts)
+#
+# The switch moves every entry of $PGDATA (but pitr/) into $PGDATA/pitr/before-STAMP (kept for
+# rollback), then the restored entries into $PGDATA. Renames within one file system: seconds for
+# any size. A journal ($PGDATA/pitr/switching) says how far it got; `finish-switch` completes it.
+# TARGET: a time with its UTC offset ("2026-11-28 10:15:00+00") or `latest`.
+set -Eeuo pipefail
+
+PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+pitr="$PGDATA/pitr"
+journal="$pitr/switching"
+decision=/tmp/pitr-decision
+socket_dir=/tmp/pitr-socket
+superuser="${POSTGRES_USER:-postgres}"
+
+say() { printf 'shop-pitr-restore: %s\n' "$*"; }
+fail() { printf 'shop-pitr-restore: ERROR: %s\n' "$*" >&2; exit 1; }
+
+
+plan() {
+    local target="$1"
+    pgbackrest --stanza=shop info || fail "cannot read the pgBackRest repository on the backup volume"
+    say "would restore to $target the newest backup that finished before it into $pitr/restore-<stamp>,"
+    say "replay WAL there on a temporary server, then move the live cluster to $pitr/before-<stamp>"
+}
+
+# --- the switch ---------------------------------------------------------------------------------
+move_entries() {  # move_entries FROM TO [EXCEPT]: every entry of FROM into TO
+    local from="$1" to="$2" except="${3:-}" entry
+    shopt -s dotglob nullglob
+    for entry in "$from"/*; do
+        [ -n "$except" ] && [ "$(basename "$entry")" = "$except" ] && continue
+        mv -- "$entry" "$to/"
+    done
+    shopt -u dotglob nullglob
+}
+
+switch_to() {
+    local stamp="$1"
+    local restored="$pitr/restore-$stamp" previous="$pitr/before-$stamp"
+    [ -s "$restored/PG_VERSION" ] || fail "$restored is not a restored cluster: nothing switched"
+    mkdir -p -m 0700 "$previous"
+    printf '%s old-out\n' "$stamp" > "$journal.tmp" && sync "$journal.tmp" && mv "$journal.tmp" "$journal" && sync "$pitr"
+    finish_switch
+}
+
+finish_switch() {
+    [ -f "$journal" ] || return 0
+    local stamp phase
+    read -r stamp phase < "$journal"
+    local restored="$pitr/restore-$stamp" previous="$pitr/before-$stamp"
+    if [ "$phase" = old-out ]; then
+        # The live cluster's entries are the only ones in $PGDATA yet (the restored ones follow).
+        move_entries "$PGDATA" "$previous" pitr
+        printf '%s new-in\n' "$stamp" > "$journal.tmp" && sync "$journal.tmp" && mv "$journal.tmp" "$journal" && sync "$pitr"
+    fi
+    move_entries "$restored" "$PGDATA"
+    rmdir "$restored"
+    sync "$PGDATA"
+    rm -f "$journal"
+    say "switched: $PGDATA is the cluster restored at $stamp; the previous one is in $previous"
+}
+
+# --- restore and recovery -----------------------------------------------------------------------
+server_log() { tail -n 30 "$1" 2>/dev/null | sed 's/^/  postgres: /' >&2 || true; }
+
+discard=""
+discard_restored() {
+    [ -n "$discard" ] || return 0
+    pg_ctl -D "$discard" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$discard"
+    say "nothing switched: the live cluster is untouched ($discard deleted)"
+}
+
+recover() {
+    local target="$1" stamp="$2"
+    local restored="$pitr/restore-$stamp" log="/tmp/pitr-postgres.log"
+    finish_switch
+    [ -s "$PGDATA/postmaster.pid" ] && pg_ctl -D "$PGDATA" status >/dev/null 2>&1 \
+        && fail "PostgreSQL is running on $PGDATA: stop the database service first (make pitr-restore does)"
+    mkdir -p -m 0700 "$pitr"
+    [ -e "$restored" ] && fail "$restored exists already"
+    mkdir -m 0700 "$restored"
+    rm -f "$decision"
+    # However this ends before the switch: the temporary server stopped, the restored copy gone.
+    discard="$restored"
+    trap discard_restored EXIT
+    trap 'exit 1' INT TERM
+
+    say "restoring the newest backup before $target into $restored"
+    # restore_command of the temporary server: the repository on the backup volume, and WAL
+    # fetched into the restored directory (%p is relative to pg1-path).
+    local target_options=(--type=default)
+    if [ "$target" != latest ]; then
+        target_options=(--type=time "--target=$target" --target-action=promote)
+    fi
+    pgbackrest --stanza=shop --pg1-path="$restored" "${target_options[@]}" \
+        "--recovery-option=restore_command=pgbackrest --stanza=shop --pg1-path=$restored archive-get %f \"%p\"" \
+        restore
+
+    say "replaying the archived WAL up to $target"
+    mkdir -p -m 0700 "$socket_dir"
+    # archive_mode off: the temporary server archives nothing; the new timeline's history file
+    # stays marked ready in pg_wal and the database service archives it when it starts.
+    if ! pg_ctl -D "$restored" -w -t 3600 -l "$log" \
+        -o "-c config_file=/etc/postgresql/postgresql.conf -c listen_addresses=* -c port=5432 -c unix_socket_directories=$socket_dir -c archive_mode=off" \
+        start >/dev/null; then
+        server_log "$log"
+        fail "the restored cluster did not start (above: its log)"
+    fi
+    local in_recovery=t
+    for _ in $(seq 3600); do
+        in_recovery="$(psql -h "$socket_dir" -U "$superuser" -d postgres -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null || echo gone)"
+        [ "$in_recovery" = f ] && break
+        if ! pg_ctl -D "$restored" status >/dev/null 2>&1; then
+            server_log "$log"
+            fail "the restored cluster stopped during recovery: is the WAL up to $target archived? (above: its log)"
+        fi
+        sleep 1
+    done
+    [ "$in_recovery" = f ] || { server_log "$log"; fail "recovery did not finish within an hour"; }
+    grep -E "recovery stopping|last completed transaction|archive recovery complete|selected new timeline" "$log" \
+        | sed 's/^/  postgres: /' || true
+    # The check: the restored cluster answers and has the shop's database.
+    local found
+    found="$(psql -h "$socket_dir" -U "$superuser" -d postgres -Atc \
+        "SELECT count(*) FROM pg_database WHERE datname = '${POSTGRES_DB:-shop}'")"
+    [ "$found" = 1 ] || fail "the restored cluster has no database ${POSTGRES_DB:-shop}"
+    # The restore_command above names this directory: the live cluster must not keep it.
+    psql -h "$socket_dir" -U "$superuser" -d postgres -qAtc "ALTER SYSTEM RESET restore_command"
+    say "READY: the cluster restored to $target answers on port 5432 of this container"
+
+    # ops/pitr_restore.py reads the rows' image names now and brings the images back, then decides.
+    local waited=0
+    while [ ! -s "$decision" ]; do
+        sleep 1
+        waited=$((waited + 1))
+        [ "$waited" -lt "${PITR_DECISION_TIMEOUT:-7200}" ] || fail "no decision within ${PITR_DECISION_TIMEOUT:-7200} s"
+    done
+    pg_ctl -D "$restored" -m fast -w stop >/dev/null
+    if [ "$(cat "$decision")" != switch ]; then
+        fail "aborted: $(cat "$decision")"
+    fi
+    discard=""
+    switch_to "$stamp"
+}
+
+case "${1:-}" in
+    plan) plan "${2:?plan TARGET}" ;;
+    recover) recover "${2:?recover TARGET STAMP}" "${3:?recover TARGET STAMP}" ;;
+    decide) printf '%s\n' "${2:?decide switch|abort}" > "$decision.tmp" && mv "$decision.tmp" "$decision" ;;
+    finish-switch) finish_switch ;;
+    *) fail "usage: shop-pitr-restore plan TARGET | recover TARGET STAMP | decide switch|abort | finish-switch" ;;
+esac

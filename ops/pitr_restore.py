@@ -1,0 +1,187 @@
+"""`make pitr-restore TO="2026-11-28 10:15:00+00"`: restore the compose stack's database to a
+time (or TO=latest), with the product images the restored rows name (README "Point-in-time
+recovery in compose"). Standard library only: it drives `docker compose` from the host.
+
+1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repository on the backup volume).
+   --dry-run stops here; otherwise it asks (unless --yes).
+2. Stop the shop's services, nginx, wal-switch, pgbackrest-db and the database (redis and pgbackrest-repo
+   keep running).
+3. The one-shot restores the newest physical backup before TO into a new directory inside the
+   postgres_data volume (pitr/restore-<stamp>), replays the archived WAL up to TO on a temporary
+   server and checks it. The live cluster is not touched.
+4. The shop image (`manage.py pitr_images`) reads the image names from the restored rows and
+   brings each image into the uploads volume from the blob store, its SHA-256 checked.
+5. Only then the switch: the live cluster's files move to pitr/before-<stamp> (kept for
+   rollback), the restored ones take their place.
+6. Start the database and everything else again (`docker compose up --wait`).
+
+Any failure before the switch: the restored copy is deleted, the services start again on the
+untouched live data, and the exit status is 1. Compose files: as `docker compose` finds them
+(COMPOSE_FILE, e.g. docker-compose.yml:docker-compose.prod.yml for production).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from ops.init_stack import setting  # noqa: E402 (the project root on the path first)
+
+STOPPED = ["nginx", "backend", "worker", "beat", "backup", "wal-switch", "pgbackrest-db", "database"]
+READY_MARK = "shop-pitr-restore: READY"
+
+
+class Failed(Exception):
+    pass
+
+
+def compose(*args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["docker", "compose", *args], cwd=PROJECT_ROOT, text=True, capture_output=capture, check=False
+    )
+    if check and result.returncode != 0:
+        detail = f":\n{result.stdout}{result.stderr}" if capture else ""
+        raise Failed(f"docker compose {' '.join(args)} exited with {result.returncode}{detail}")
+    return result
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["docker", *args], text=True, capture_output=True, check=False)
+    if check and result.returncode != 0:
+        raise Failed(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def say(text: str) -> None:
+    print(f"pitr-restore: {text}", flush=True)
+
+
+def running(container: str) -> bool:
+    state = json.loads(docker("inspect", container).stdout)[0]["State"]
+    return state["Running"]
+
+
+def wait_until_ready(container: str) -> int:
+    """Until the one-shot says READY (how many lines of its output were shown); Failed (with
+    its output) when it ends first."""
+    shown = 0
+    while True:
+        output = docker("logs", container).stdout
+        lines = output.splitlines()
+        for line in lines[shown:]:
+            print(f"  {line}", flush=True)
+        shown = len(lines)
+        if READY_MARK in output:
+            return shown
+        if not running(container):
+            errors = docker("logs", container).stderr.strip()
+            raise Failed(f"the restore did not get as far as the switch:\n{errors}")
+        time.sleep(2)
+
+
+def finish(container: str, shown: int) -> int:
+    """Wait for the one-shot to end; its exit status, after the rest of its output."""
+    status = int(docker("wait", container).stdout.strip() or 1)
+    logs = docker("logs", container)
+    for line in logs.stdout.splitlines()[shown:] + logs.stderr.splitlines():
+        print(f"  {line}", flush=True)
+    return status
+
+
+def restore(target: str, stamp: str) -> None:
+    project = setting("COMPOSE_PROJECT_NAME", "shop", PROJECT_ROOT)
+    # Reached by this name over the compose network: one DNS label, at most 63 characters.
+    container = f"{project[:40]}-pitr-{stamp.lower()}"
+    say(f"stopping {', '.join(STOPPED)}")
+    compose("stop", *STOPPED)
+    switched = False
+    try:
+        compose(
+            "run", "--detach", "--name", container, "pitr-restore", "recover", target, stamp, capture=True
+        )
+        try:
+            shown = wait_until_ready(container)
+            say("bringing the images the restored rows name into the uploads volume")
+            images = compose(
+                "run", "--rm", "--no-deps", "backend",
+                "python", "manage.py", "pitr_images", "--host", container, check=False,
+            )  # fmt: skip
+            if images.returncode != 0:
+                docker(
+                    "exec",
+                    container,
+                    "shop-pitr-restore",
+                    "decide",
+                    "abort: the images could not be brought back",
+                )
+                finish(container, shown)
+                raise Failed("the images named by the restored rows could not all be brought back (above)")
+            docker("exec", container, "shop-pitr-restore", "decide", "switch")
+            if finish(container, shown) != 0:
+                raise Failed(
+                    "the switch of the data directories failed (above); the database's entrypoint "
+                    "completes an interrupted switch when it starts"
+                )
+            switched = True
+        finally:
+            docker("rm", "--force", container, check=False)
+    finally:
+        say("starting the stack again" + ("" if switched else " on the untouched live data"))
+        compose("up", "--detach", "--wait")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--to", required=True, help='a time with its UTC offset ("2026-11-28 10:15:00+00") or latest'
+    )
+    parser.add_argument("--dry-run", action="store_true", help="show the plan; stop nothing")
+    parser.add_argument("--yes", action="store_true", help="do not ask")
+    args = parser.parse_args(argv)
+    target = args.to.strip()
+    if target.lower() != "latest":
+        try:
+            moment = datetime.fromisoformat(target)
+        except ValueError:
+            parser.error(f'--to {target!r} is not a time: give one like "2026-11-28 10:15:00+00", or latest')
+        if moment.tzinfo is None:
+            parser.error(f'--to {target!r} has no UTC offset: add one, e.g. "{target}+00" for UTC')
+        if moment > datetime.now(UTC):
+            parser.error(f"--to {target!r} is in the future: use latest for the newest state")
+    else:
+        target = "latest"
+    try:
+        say(f"the plan for a restore to {target}:")
+        compose("run", "--rm", "--no-deps", "pitr-restore", "plan", target)
+        if args.dry_run:
+            say("dry run: nothing was stopped or changed")
+            return 0
+        if not args.yes:
+            answer = input(
+                "This stops the shop and its database, and replaces the database with its state at "
+                f"{target} (the current one is kept in the data volume's pitr/). Type 'yes' to continue: "
+            )
+            if answer.strip() != "yes":
+                say("not confirmed: nothing changed")
+                return 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        restore(target, stamp)
+    except Failed as exc:
+        print(f"pitr-restore: FAILED: {exc}", file=sys.stderr)
+        return 1
+    say(
+        f"done: the database is at {target}; the previous cluster is kept in "
+        f"DATA_PATH/postgres/pitr/before-{stamp}"
+    )
+    say("take a full physical backup soon (the restore started a new timeline)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
