@@ -126,6 +126,16 @@ def pitr_report() -> dict:
         return {"archive": f"error: {exc.__class__.__name__}: {exc}"}
 
 
+def image_archive_report() -> dict:
+    """Images archived as they are stored (shop/backups/image_archive.py): reported only."""
+    from shop.backups.image_archive import archive_report
+
+    try:
+        return archive_report()
+    except Exception as exc:  # a probe reports every failure, whatever its type
+        return {"status": f"error: {exc.__class__.__name__}: {exc}"}
+
+
 @never_cache
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -142,6 +152,8 @@ def readyz(request):
         body["warnings"] = [f"backups: {backup['status']}"]
     if settings.PITR_ENABLED:
         body["pitr"] = pitr_report()
+    if settings.BACKUP_ARCHIVE_IMAGES:
+        body["image_archive"] = image_archive_report()
     response = JsonResponse(body, status=200 if ready else 503)
     if not ready:
         response["Retry-After"] = str(settings.SERVICE_UNAVAILABLE_RETRY_AFTER)

@@ -371,6 +371,8 @@ BACKUP_AGE_IDENTITY_FILE = env.str("BACKUP_AGE_IDENTITY_FILE", default="")
 # that stored it (shop/backups/image_archive.py), instead of only at the next backup set.
 BACKUP_ARCHIVE_IMAGES = env.bool("BACKUP_ARCHIVE_IMAGES", default=True)
 IMAGE_ARCHIVE_MAX_RETRIES = env.int("IMAGE_ARCHIVE_MAX_RETRIES", default=48)
+# Alert (mail, /readyz, admin, metrics) when a stored image has waited longer than this to be archived.
+IMAGE_ARCHIVE_MAX_AGE_MINUTES = env.float("IMAGE_ARCHIVE_MAX_AGE_MINUTES", default=15)
 
 
 def _cron_schedule(expression: str) -> crontab:

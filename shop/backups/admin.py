@@ -51,6 +51,7 @@ class BackupSetAdmin(admin.ModelAdmin):
             "schedule": settings.BACKUP_SCHEDULE,
             "offsite": offsite,
             **_pitr_context(status),
+            "image_archive": _image_archive_report(status),
         }
         return TemplateResponse(request, "admin/backups/status.html", context)
 
@@ -65,3 +66,11 @@ def _pitr_context(status: dict) -> dict:
         "pitr_full_schedule": settings.PITR_FULL_SCHEDULE,
         "pitr_diff_schedule": settings.PITR_DIFF_SCHEDULE,
     }
+
+
+def _image_archive_report(status: dict) -> dict | None:
+    if not settings.BACKUP_ARCHIVE_IMAGES:
+        return None
+    from shop.backups.image_archive import archive_report
+
+    return archive_report(status)

@@ -4,6 +4,8 @@ Four conditions, each read from the backup volume's status.json (never the datab
 replaces): the latest backup failed, the latest offsite upload failed (with S3 configured), the
 latest scheduled test restore (the "drill") failed, and the newest verified set is older than
 `max_age()` (twice the longest gap between two runs of BACKUP_SCHEDULE, or BACKUP_MAX_AGE_HOURS).
+With PITR on, WAL archiving behind and a failed physical backup; with BACKUP_ARCHIVE_IMAGES on,
+a stored image waiting to be archived longer than IMAGE_ARCHIVE_MAX_AGE_MINUTES.
 
 `check_and_notify()` (the beat task `check_backup_alerts`, and the end of every scheduled backup
 and drill) mails ADMINS once when a condition starts and once when it clears: the state last
@@ -33,6 +35,7 @@ TITLES = {
     "stale": "the newest verified backup set is too old",
     "pitr_archive": "WAL archiving (point-in-time recovery) is behind",
     "pitr_backup": "the latest physical backup (pgBackRest) failed",
+    "image_archive": "stored images are waiting to be archived",
 }
 WHAT_TO_DO = {
     "backup": "Look at the error above and the backup worker's log; `manage.py backup_now` runs one by hand.",
@@ -43,6 +46,8 @@ WHAT_TO_DO = {
     "pgBackRest's log; orders are still taken, but the newest ones cannot be recovered to a time yet.",
     "pitr_backup": "Read the error above and the backup worker's log; the WAL archive alone cannot be "
     "restored without a physical backup to replay it onto.",
+    "image_archive": "Check S3 and the backup volume (space, permissions) and the worker's log; orders "
+    "are still taken, the task retries, and the next backup stores whatever is still missing.",
 }
 
 
@@ -73,6 +78,8 @@ def current_alerts(current: dict | None = None, now: datetime | None = None) -> 
     alerts.append(_stale_alert(current, now))
     if settings.PITR_ENABLED:
         alerts += _pitr_alerts(current)
+    if settings.BACKUP_ARCHIVE_IMAGES:
+        alerts.append(_image_archive_alert(current, now))
     return alerts
 
 
@@ -113,6 +120,13 @@ def _pitr_alerts(current: dict) -> list[Alert]:
         Alert("pitr_archive", behind, monitor.archive_summary(state)),
         _result_alert(current, "pitr_backup", "pitr_last_backup"),
     ]
+
+
+def _image_archive_alert(current: dict, now: datetime) -> Alert:
+    from shop.backups.image_archive import archive_report
+
+    report = archive_report(current, now)
+    return Alert("image_archive", report["status"] != "ok", report["summary"])
 
 
 def _hours(delta: timedelta) -> str:

@@ -11,7 +11,9 @@ content-addressed, so archiving twice is harmless: the task is idempotent and re
 
 Failures never reach the request that stored the image (the task runs after its commit, on the
 worker) and are visible: BACKUP_PATH/status.json's "image_archive" holds the time of the last
-success, the names still pending and the last error (`archive_status()`). Every backup is the
+success, the names still pending and the last error (`archive_status()`), reported by
+`archive_report()` on /readyz, the admin's Backups page, the metrics and the `image_archive` alert
+(an image waiting longer than IMAGE_ARCHIVE_MAX_AGE_MINUTES). Every backup is the
 sweep that catches what was missed: it stores every image as a blob and uploads (or copies) what
 S3 lacks, and then clears the pending names its set covers (`settle_after_backup`). Each
 archived blob is recorded with its time; retention keeps those archived since the oldest kept
@@ -19,7 +21,7 @@ set started (`archived_since`, shop/backups/retention.py), so they wait safely f
 """
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -176,9 +178,9 @@ def archived_since(start: datetime | None) -> set[str]:
         return set(archived)
 
 
-def archive_status() -> dict:
-    """What the admin, probes and other code read: last success, pending names, last error."""
-    state = status.read_status().get(STATUS_KEY, {})
+def archive_status(current: dict | None = None) -> dict:
+    """Last success, pending names, last error, from `current` (status.json's content) or the file."""
+    state = (status.read_status() if current is None else current).get(STATUS_KEY, {})
     pending = state.get("pending", {})
     return {
         "last_success_at": state.get("last_success_at"),
@@ -187,4 +189,35 @@ def archive_status() -> dict:
         "oldest_pending_since": min(pending.values(), default=None),
         "last_error": state.get("last_error", ""),
         "last_error_at": state.get("last_error_at"),
+    }
+
+
+def max_age() -> timedelta:
+    return timedelta(minutes=settings.IMAGE_ARCHIVE_MAX_AGE_MINUTES)
+
+
+def archive_report(current: dict | None = None, now: datetime | None = None) -> dict:
+    """For /readyz, the admin, the metrics and the alert: "behind" once an image has waited
+    longer than IMAGE_ARCHIVE_MAX_AGE_MINUTES (a warning only, never a 503)."""
+    state = archive_status(current)
+    now = now or datetime.now(UTC)
+    since = state["oldest_pending_since"]
+    age = (now - datetime.fromisoformat(since)).total_seconds() if since else 0.0
+    limit = max_age().total_seconds()
+    if state["pending"]:
+        waiting = f"{state['pending']} image file(s) waiting, the oldest for {age:.0f} s"
+        summary = f"{waiting} (alert beyond {limit:.0f} s)"
+        if state["last_error"]:
+            summary += f"; last error at {state['last_error_at']}: {state['last_error']}"
+    else:
+        summary = f"every stored image is archived; last success at {state['last_success_at'] or 'never'}"
+    return {
+        "status": "behind" if age > limit else "ok",
+        "summary": summary,
+        "pending": state["pending"],
+        "oldest_pending_age_seconds": round(age),
+        "max_age_seconds": round(limit),
+        "last_success_at": state["last_success_at"],
+        "last_error": state["last_error"],
+        "last_error_at": state["last_error_at"],
     }

@@ -79,6 +79,30 @@ class BackupCollector:
         yield _labelled("alert", "1 while this backup alert is on (README: Backup alerts)", "alert", failing)
         if settings.PITR_ENABLED:
             yield from _pitr_gauges(current)
+        if settings.BACKUP_ARCHIVE_IMAGES:
+            yield from _image_archive_gauges(current)
+
+
+def _image_archive_gauges(current: dict):
+    """Images archived as they are stored (shop/backups/image_archive.py), from status.json."""
+    from shop.backups.image_archive import archive_report
+
+    report = archive_report(current)
+    success = report["last_success_at"]
+    values = {
+        "image_archive_pending": ("Stored image files not archived yet", report["pending"]),
+        "image_archive_oldest_pending_age_seconds": (
+            "Seconds the oldest pending image file has waited",
+            report["oldest_pending_age_seconds"],
+        ),
+        "image_archive_last_success_timestamp_seconds": (
+            "Last image file archived (by its task or a backup)",
+            datetime.fromisoformat(success).timestamp() if success else 0.0,
+        ),
+        "image_archive_max_age_seconds": ("The image archive alerts beyond this", report["max_age_seconds"]),
+    }
+    for name, (documentation, value) in values.items():
+        yield _gauge(name, documentation, float(value))
 
 
 def _pitr_gauges(current: dict):

@@ -2,6 +2,7 @@
 commit (eagerly here, as every Celery task in the tests), into the local blob store and S3."""
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,12 @@ import pytest
 from shop.backups import image_archive, retention, status
 from shop.backups.backup import upload_local_set
 from shop.backups.progress import LoggingReporter
-from shop.backups.tasks import archive_images
+from shop.backups.tasks import archive_images, check_backup_alerts
 from shop.catalog.models import ProductImage
 from shop.catalog.services import add_product_image
 from tests.backups.conftest import backup_now, image_upload, make_old
+from tests.backups.test_alerts import OPS, readyz, subjects
+from tests.backups.test_metrics import gauge, scrape
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,3 +135,76 @@ def test_retention_keeps_archived_blobs_until_a_set_names_them_then_sweeps_the_u
             Bucket=settings.BACKUP_S3_BUCKET, Prefix=blob_key(settings, sha256)
         )
         assert listed["KeyCount"] == 0
+
+
+def backdate_pending(minutes: int) -> None:
+    """The pending files have waited this long (as if S3 had been down since)."""
+    then = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat(timespec="seconds")
+    with status.updating() as current:
+        waiting = current[image_archive.STATUS_KEY]["pending"]
+        for name in waiting:
+            waiting[name] = then
+
+
+def test_an_archive_behind_is_shown_alerted_once_and_measured_and_so_is_its_recovery(
+    make_product, media_root, s3_bucket, settings, closed_port, client, admin_client, mailoutbox
+):
+    settings.ADMINS = [OPS]
+    settings.IMAGE_ARCHIVE_MAX_AGE_MINUTES = 15
+    endpoint = settings.BACKUP_S3_ENDPOINT_URL
+    settings.BACKUP_S3_ENDPOINT_URL = f"http://127.0.0.1:{closed_port}"
+    image = add_product_image(make_product(), image_upload("coral"))
+    names = sorted(stored_files(image, lambda name: (media_root / name).read_bytes()))
+
+    # Pending, but not for long yet: shown, not an alert.
+    code, body = readyz(client)
+    assert (code, body["status"]) == (200, "ok")
+    assert body["image_archive"]["status"] == "ok"
+    assert body["image_archive"]["pending"] == 3
+    assert check_backup_alerts.delay().get() == []
+
+    backdate_pending(minutes=20)
+    code, body = readyz(client)
+    assert (code, body["status"]) == (200, "ok")  # the shop still takes orders
+    report = body["image_archive"]
+    assert report["status"] == "behind"
+    assert report["pending"] == 3
+    assert 20 * 60 <= report["oldest_pending_age_seconds"] < 21 * 60
+    assert report["max_age_seconds"] == 15 * 60
+    assert str(closed_port) in report["last_error"]
+    assert "image_archive" in body["backup"]["alerts"]
+
+    alert = "[Django Shop] BACKUP ALERT: stored images are waiting to be archived"
+    assert check_backup_alerts.delay().get() == [alert.removeprefix("[Django Shop] ")]
+    assert check_backup_alerts.delay().get() == []  # once per change
+    assert subjects() == [alert]
+    assert "3 image file(s) waiting" in mailoutbox[-1].body
+
+    samples = scrape(client)
+    assert gauge(samples, "image_archive_pending") == 3
+    assert gauge(samples, "image_archive_oldest_pending_age_seconds") >= 20 * 60
+    assert gauge(samples, "image_archive_max_age_seconds") == 15 * 60
+    assert gauge(samples, "alert", alert="image_archive") == 1
+    page = admin_client.get("/admin/backups/backupset/").content.decode()
+    assert "BEHIND: 3 image file(s) waiting" in page
+
+    settings.BACKUP_S3_ENDPOINT_URL = endpoint  # S3 is back: the task's retry catches up
+    before = datetime.now(UTC).replace(microsecond=0).timestamp()
+    archive_images.delay(names)
+
+    code, body = readyz(client)
+    assert code == 200
+    assert body["image_archive"]["status"] == "ok"
+    assert body["image_archive"]["pending"] == 0
+    assert "image_archive" not in body["backup"]["alerts"]
+    recovered = "Backups recovered: no longer true that stored images are waiting to be archived"
+    assert check_backup_alerts.delay().get() == [recovered]
+    assert check_backup_alerts.delay().get() == []
+    assert subjects() == [alert, f"[Django Shop] {recovered}"]
+    samples = scrape(client)
+    assert gauge(samples, "image_archive_pending") == 0
+    assert gauge(samples, "image_archive_last_success_timestamp_seconds") >= before
+    assert gauge(samples, "alert", alert="image_archive") == 0
+    page = admin_client.get("/admin/backups/backupset/").content.decode()
+    assert "every stored image is archived" in page
+    assert "BEHIND" not in page
