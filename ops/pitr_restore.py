@@ -35,6 +35,8 @@ from ops.init_stack import setting  # noqa: E402 (the project root on the path f
 
 STOPPED = ["nginx", "backend", "worker", "beat", "backup", "wal-switch", "pgbackrest-db", "database"]
 READY_MARK = "shop-pitr-restore: READY"
+# The archive ended before the target (the newest WAL was lost with the server): restored to its end.
+END_OF_ARCHIVE_MARK = "shop-pitr-restore: END OF ARCHIVE"
 
 
 class Failed(Exception):
@@ -94,7 +96,8 @@ def finish(container: str, shown: int) -> int:
     return status
 
 
-def restore(target: str, stamp: str) -> None:
+def restore(target: str, stamp: str) -> str:
+    """The restore (steps 2-6); where the database is now: the target or the end of the archive."""
     project = setting("COMPOSE_PROJECT_NAME", "shop", PROJECT_ROOT)
     # Reached by this name over the compose network: one DNS label, at most 63 characters.
     container = f"{project[:40]}-pitr-{stamp.lower()}"
@@ -107,6 +110,10 @@ def restore(target: str, stamp: str) -> None:
         )
         try:
             shown = wait_until_ready(container)
+            if END_OF_ARCHIVE_MARK in docker("logs", container).stdout:
+                reached = f"the end of the archive, before {target} (the newer WAL was lost)"
+            else:
+                reached = target
             say("bringing the images the restored rows name into the uploads volume")
             images = compose(
                 "run", "--rm", "--no-deps", "backend",
@@ -134,6 +141,7 @@ def restore(target: str, stamp: str) -> None:
     finally:
         say("starting the stack again" + ("" if switched else " on the untouched live data"))
         compose("up", "--detach", "--wait")
+    return reached
 
 
 def main(argv=None) -> int:
@@ -171,12 +179,12 @@ def main(argv=None) -> int:
                 say("not confirmed: nothing changed")
                 return 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        restore(target, stamp)
+        reached = restore(target, stamp)
     except Failed as exc:
         print(f"pitr-restore: FAILED: {exc}", file=sys.stderr)
         return 1
     say(
-        f"done: the database is at {target}; the previous cluster is kept in "
+        f"done: the database is at {reached}; the previous cluster is kept in "
         f"DATA_PATH/postgres/pitr/before-{stamp}"
     )
     say("take a full physical backup soon (the restore started a new timeline)")

@@ -86,6 +86,36 @@ discard_restored() {
     say "nothing switched: the live cluster is untouched ($discard deleted)"
 }
 
+# replay DIR LOG TARGET: start a temporary server on DIR (archiving off) and wait until it has
+# replayed the WAL and promoted itself. Status 2 (the server stopped) when the archive ends before
+# TARGET (PostgreSQL then refuses to go on); any other failure ends the restore.
+target_not_reached="recovery ended before configured recovery target was reached"
+replay() {
+    local restored="$1" log="$2" target="$3"
+    # archive_mode off: the temporary server archives nothing; the new timeline's history file
+    # stays marked ready in pg_wal and the database service archives it when it starts.
+    if ! pg_ctl -D "$restored" -w -t 3600 -l "$log" \
+        -o "-c config_file=/etc/postgresql/postgresql.conf -c listen_addresses=* -c port=5432 -c unix_socket_directories=$socket_dir -c archive_mode=off" \
+        start >/dev/null; then
+        grep -q "$target_not_reached" "$log" && return 2
+        server_log "$log"
+        fail "the restored cluster did not start (above: its log)"
+    fi
+    local in_recovery=t
+    for _ in $(seq 3600); do
+        in_recovery="$(psql -h "$socket_dir" -U "$superuser" -d postgres -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null || echo gone)"
+        [ "$in_recovery" = f ] && return 0
+        if ! pg_ctl -D "$restored" status >/dev/null 2>&1; then
+            grep -q "$target_not_reached" "$log" && return 2
+            server_log "$log"
+            fail "the restored cluster stopped during recovery: is the WAL up to $target archived? (above: its log)"
+        fi
+        sleep 1
+    done
+    server_log "$log"
+    fail "recovery did not finish within an hour"
+}
+
 recover() {
     local target="$1" stamp="$2"
     local restored="$pitr/restore-$stamp" log="/tmp/pitr-postgres.log"
@@ -114,25 +144,16 @@ recover() {
 
     say "replaying the archived WAL up to $target"
     mkdir -p -m 0700 "$socket_dir"
-    # archive_mode off: the temporary server archives nothing; the new timeline's history file
-    # stays marked ready in pg_wal and the database service archives it when it starts.
-    if ! pg_ctl -D "$restored" -w -t 3600 -l "$log" \
-        -o "-c config_file=/etc/postgresql/postgresql.conf -c listen_addresses=* -c port=5432 -c unix_socket_directories=$socket_dir -c archive_mode=off" \
-        start >/dev/null; then
-        server_log "$log"
-        fail "the restored cluster did not start (above: its log)"
+    if ! replay "$restored" "$log" "$target"; then
+        # The WAL after the newest archived segment was lost with the server (its data directory
+        # destroyed): the newest state there is is the end of the archive, just before the target.
+        say "the archive ends before $target (the newer WAL was lost): replaying to the end of the archive"
+        sed -i '/^recovery_target/d' "$restored/postgresql.auto.conf"
+        touch "$restored/recovery.signal"
+        log="/tmp/pitr-postgres-end.log"
+        replay "$restored" "$log" "$target" || { server_log "$log"; fail "the restored cluster stopped during recovery (above: its log)"; }
+        say "END OF ARCHIVE: restored to the end of the archive, before $target"
     fi
-    local in_recovery=t
-    for _ in $(seq 3600); do
-        in_recovery="$(psql -h "$socket_dir" -U "$superuser" -d postgres -Atc 'SELECT pg_is_in_recovery()' 2>/dev/null || echo gone)"
-        [ "$in_recovery" = f ] && break
-        if ! pg_ctl -D "$restored" status >/dev/null 2>&1; then
-            server_log "$log"
-            fail "the restored cluster stopped during recovery: is the WAL up to $target archived? (above: its log)"
-        fi
-        sleep 1
-    done
-    [ "$in_recovery" = f ] || { server_log "$log"; fail "recovery did not finish within an hour"; }
     grep -E "recovery stopping|last completed transaction|archive recovery complete|selected new timeline" "$log" \
         | sed 's/^/  postgres: /' || true
     # The check: the restored cluster answers and has the shop's database.

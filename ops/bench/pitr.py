@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.shop_http import staff_session, upload_product  # noqa: E402
+from tests.shop_load import Load  # noqa: E402
 from tests.stack.runner import fresh_stack  # noqa: E402
-from tests.stack.test_runner_pitr import Load, run_runner  # noqa: E402
+from tests.stack.test_runner_pitr import run_runner  # noqa: E402
 
 
 def noisy_png(size_mb: float) -> bytes:
@@ -90,7 +91,7 @@ def main() -> int:
         # Only images in the backup set's blob store are deleted at T: those uploaded during the
         # load reach it with continuous image archiving (shop/backups/image_archive.py, separate work).
         images = sorted((config.data / "uploads" / "products").glob("??/*.png"))
-        load = Load(stack, category_id)
+        load = Load(stack.url, category_id)
         load.products.append("bench-0")
         with load:
             time.sleep(args.seconds)

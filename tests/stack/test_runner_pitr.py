@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,8 @@ import pytest
 import requests
 
 from ops.runner import PROJECT_ROOT
-from tests.shop_http import add_to_cart, browser, place_order, png_image, staff_session, upload_product
+from tests.shop_http import add_to_cart, browser, place_order
+from tests.shop_load import Load
 
 pytestmark = pytest.mark.stack
 
@@ -67,50 +67,6 @@ def run_runner(stack, *args: str, timeout: float = 600) -> subprocess.CompletedP
     )
 
 
-class Load:
-    """Orders (and now and then a new product with its image) placed one after the other."""
-
-    def __init__(self, stack, category_id: str):
-        self.base = stack.url
-        self.category_id = category_id
-        self.staff = staff_session(self.base)
-        self.customer = browser(self.base)
-        self.orders: list[tuple[str, datetime]] = []  # (number, answered at): committed before
-        self.products: list[str] = []
-        self.products_added: list[datetime] = []  # when each product's upload was answered
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def add_product(self) -> None:
-        slug = f"pitr-mug-{len(self.products)}"
-        image = (f"{slug}.png", png_image() + slug.encode(), "image/png")  # a distinct file each
-        response = upload_product(self.staff, self.base, self.category_id, image, slug=slug)
-        assert response.status_code == 302, response.text[:1000]
-        self.products.append(slug)
-        self.products_added.append(datetime.now(UTC))
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                if len(self.orders) % 6 == 5:
-                    self.add_product()
-                add_to_cart(self.customer, self.base, 1, slug=self.products[-1])
-                number = place_order(self.customer, self.base)
-                self.orders.append((number, datetime.now(UTC)))
-            except (AssertionError, requests.RequestException, AttributeError) as exc:
-                self.errors.append(repr(exc))
-                time.sleep(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(60)
-
-
 def media_names_with_hashes(stack) -> dict[str, str]:
     with shop_connection(stack) as conn:
         rows = conn.execute("SELECT image FROM catalog_productimage").fetchall()
@@ -135,7 +91,7 @@ def test_drill_destroy_the_data_directory_and_restore_to_that_instant(stack):
     start_with_pitr(stack)
     config = stack.config
     category_id = stack.add_staff_and_category()
-    load = Load(stack, category_id)
+    load = Load(stack.url, category_id)
     load.add_product()
     # A backup set stores the uploads in the blob store: the image deleted at T comes back from there.
     stack.manage("backup_now", "--no-upload")
@@ -212,7 +168,7 @@ def test_archiving_failure_is_visible_and_the_shop_keeps_taking_orders(stack):
     and the alert check say archiving is behind; it catches up once the volume is writable."""
     start_with_pitr(stack)
     category_id = stack.add_staff_and_category()
-    load = Load(stack, category_id)
+    load = Load(stack.url, category_id)
     load.add_product()
     assert readyz(stack)["pitr"]["archive"] == "ok"
     archive = stack.config.backups / "pgbackrest" / "archive"
