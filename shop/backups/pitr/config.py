@@ -21,6 +21,7 @@ from pathlib import Path
 
 STANZA = "shop"
 TRUE_WORDS = ("1", "true", "yes", "on", "y")
+ARCHIVE_PUSH_IO_TIMEOUT = 5  # seconds; see config_text
 
 
 def as_bool(value: str | None, default: bool = False) -> bool:
@@ -160,6 +161,12 @@ def config_text(config: PitrConfig) -> str:
     lines += [f"{key}={value}" for key, value in glob.items()]
     lines += ["", f"[{STANZA}]"]
     lines += [f"{key}={value}" for key, value in stanza.items()]
+    if config.s3_bucket:
+        # archive-push goes to both repositories one segment after the other: with S3 down it
+        # retried each for ~4 x io-timeout (60 s by default: 4 minutes), so repo1 fell behind
+        # too and the failure showed only as a timeout without its cause. With 5 s the push
+        # fails within pgBackRest's archive-timeout with its message ("repo2: [HostConnectError]").
+        lines += ["", f"[{STANZA}:archive-push]", f"io-timeout={ARCHIVE_PUSH_IO_TIMEOUT}"]
     return "\n".join(lines) + "\n"
 
 
