@@ -100,6 +100,12 @@ class PitrConfig:
         return [self.repo_path, self.run_dir, self.lock_dir, self.spool_dir, self.log_dir, self.pg_socket_dir]
 
 
+def repositories(s3_bucket: str) -> list[int]:
+    """The repository numbers: pgBackRest's `backup` writes to ONE (repo1 unless --repo), so each
+    backup runs once per repository, or repo2 (S3) would hold WAL but no backup to replay it on."""
+    return [1, 2] if s3_bucket else [1]
+
+
 def s3_endpoint_host(url: str) -> str:
     """pgBackRest's repo2-s3-endpoint is a host (and repo2-storage-port the port), never a URL."""
     if not url:
