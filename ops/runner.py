@@ -17,6 +17,7 @@ DATA_PATH.
 
 import argparse
 import grp
+import json
 import os
 import pwd
 import shlex
@@ -546,10 +547,14 @@ def start_pitr(config: RunnerConfig, programs: Programs) -> None:
             pgbackrest_command(config, programs, "--output=json", "info"),
             env=env, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
-        if '"backup":[]' in info.replace(" ", ""):
-            print("PITR: the first full backup (pgBackRest)", flush=True)
+        stanzas = json.loads(info) or [{}]
+        backed_up = {backup["database"]["repo-key"] for backup in stanzas[0].get("backup", [])}
+        for repo in pitr_config.repositories(config.pitr().s3_bucket):
+            if repo in backed_up:
+                continue
+            print(f"PITR: the first full backup to repo{repo} (pgBackRest)", flush=True)
             run(
-                pgbackrest_command(config, programs, "--type=full", "backup"),
+                pgbackrest_command(config, programs, f"--repo={repo}", "--type=full", "backup"),
                 env=env,
                 capture_output=True,
                 text=True,

@@ -1,17 +1,23 @@
 """Shared fixtures. Tests talk to the real PostgreSQL and Redis on this machine, and to S3
-over HTTP (moto in server mode on loopback)."""
+over HTTP (moto in server mode on loopback), or over HTTPS for pgBackRest (which speaks only that)."""
 
+import contextlib
 import io
+import ipaddress
 import json
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.cache import caches
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from PIL import Image
+from werkzeug.serving import make_server
 
 from shop.catalog.models import Category, Product
 from shop.orders.services import CustomerDetails
@@ -56,6 +62,109 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+def self_signed_certificate(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for `ip` (its own CA, so a client may trust exactly it) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.now(UTC)
+    address = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(address, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "s3-tls.crt", directory / "s3-tls.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+class TlsMotoServer(ThreadedMotoServer):
+    """moto's server over HTTPS. It serves moto's in-process state, so the buckets are the same as
+    on the `s3_endpoint` (HTTP) server of this process. stop() closes the listening socket (a dead
+    S3: connections are refused) and start() opens the same port again."""
+
+    def __init__(self, certificate: tuple[Path, Path], port: int = 0):
+        super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
+        self.certificate = certificate
+
+    def _server_entry(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        cert, key = self.certificate
+        self._server = make_server(
+            self._ip_address,
+            self._port,
+            app,
+            threaded=True,
+            request_handler=MotoRequestHandler,
+            ssl_context=(str(cert), str(key)),
+        )
+        self._server.shutdown_request = self._closing_tls(self._server.shutdown_request)
+        self._port = self._server.server_address[1]  # the same port after a restart
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    @staticmethod
+    def _closing_tls(shutdown_request):
+        """A connection ends with TLS's close_notify: werkzeug just closes the socket, and a
+        client that reads a response to its end (pgBackRest, when there is no Content-Length)
+        then fails with "unexpected eof while reading" and retries until it gives up."""
+
+        def shutdown(request) -> None:
+            with contextlib.suppress(OSError, ValueError):
+                request.settimeout(2)
+                request.unwrap()
+            shutdown_request(request)
+
+        return shutdown
+
+    def stop(self) -> None:
+        super().stop()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self.get_host_and_port()
+        return f"https://{host}:{port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate, for clients that verify it (boto3: AWS_CA_BUNDLE)."""
+        return self.certificate[0]
+
+    @property
+    def running(self) -> bool:
+        return self._server_ready_event.is_set()
+
+
+@pytest.fixture
+def s3_tls_endpoint(s3_endpoint, tmp_path):
+    """moto over HTTPS on a free loopback port with a self-signed certificate made for this test.
+    Same state as `s3_endpoint` (use that one to create and list buckets). The test may stop and
+    start the server; it is stopped at the end."""
+    server = TlsMotoServer(self_signed_certificate(tmp_path))
+    server.start()
+    yield server
+    if server.running:
+        server.stop()
 
 
 def s3_client(endpoint: str):

@@ -4,6 +4,7 @@ The whole restore runs against real pgBackRest and PostgreSQL in tests/stack/tes
 
 import hashlib
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from shop.backups import blobs
-from shop.backups.pitr import config, restore, switch
+from shop.backups.pitr import config, monitor, restore, switch
 from shop.backups.pitr.pgbackrest import PitrError
 
 
@@ -67,9 +68,36 @@ def test_config_repo2_on_s3_over_https_with_path_style_and_optional_tls_check():
     assert values["repo2-retention-full"] == "40"
 
 
+def test_config_archive_push_gives_up_on_s3_soon_so_repo1_goes_on():
+    text = config.config_text(
+        pitr_config(BACKUP_S3_BUCKET="bucket", BACKUP_S3_ENDPOINT_URL="https://s3:9443")
+    )
+    assert text.endswith(f"\n[shop:archive-push]\nio-timeout={config.ARCHIVE_PUSH_IO_TIMEOUT}\n")
+    assert "io-timeout" not in config.config_text(pitr_config())
+
+
 def test_config_refuses_a_plain_http_s3_endpoint():
     with pytest.raises(ValueError, match="HTTPS only"):
         pitr_config(BACKUP_S3_BUCKET="bucket", BACKUP_S3_ENDPOINT_URL="http://127.0.0.1:9000")
+
+
+def test_the_failed_push_names_the_repository_from_pgbackrests_spool(settings, tmp_path):
+    """With two repositories pg_stat_archiver cannot say which failed: pgBackRest's async status
+    file can (the format pgBackRest 2.45 writes: the code, then the message)."""
+    run_dir = tmp_path / "run"
+    settings.PITR_PGBACKREST_CONFIG = tmp_path / "pgbackrest.conf"
+    assert monitor.push_error() == ""  # no configuration readable here: nothing to say
+    text = config.config_text(replace(pitr_config(), run_dir=run_dir))
+    settings.PITR_PGBACKREST_CONFIG.write_text(text)
+    out = run_dir / "spool" / "archive" / config.STANZA / "out"
+    out.mkdir(parents=True)
+    assert monitor.push_error() == ""
+    (out / "000000010000000000000007.ok").write_text("")
+    (out / "000000010000000000000008.error").write_text("103\nrepo2: [HostConnectError] unable to connect\n")
+    (out / "000000010000000000000009.error").write_text("103\nrepo2: [HostConnectError] refused\n")
+    assert monitor.push_error() == "000000010000000000000009: repo2: [HostConnectError] refused"
+    state = monitor.ArchiveState(None, "", None, "", 1, 2, 30.0, push_error=monitor.push_error())
+    assert monitor.archive_summary(state).endswith("; pgBackRest: " + monitor.push_error())
 
 
 def test_archive_settings_and_their_conf_lines_quote_the_command():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 STANZA = "shop"
 TRUE_WORDS = ("1", "true", "yes", "on", "y")
+ARCHIVE_PUSH_IO_TIMEOUT = 5  # seconds; see config_text
 
 
 def as_bool(value: str | None, default: bool = False) -> bool:
@@ -99,6 +100,12 @@ class PitrConfig:
         return [self.repo_path, self.run_dir, self.lock_dir, self.spool_dir, self.log_dir, self.pg_socket_dir]
 
 
+def repositories(s3_bucket: str) -> list[int]:
+    """The repository numbers: pgBackRest's `backup` writes to ONE (repo1 unless --repo), so each
+    backup runs once per repository, or repo2 (S3) would hold WAL but no backup to replay it on."""
+    return [1, 2] if s3_bucket else [1]
+
+
 def s3_endpoint_host(url: str) -> str:
     """pgBackRest's repo2-s3-endpoint is a host (and repo2-storage-port the port), never a URL."""
     if not url:
@@ -160,6 +167,12 @@ def config_text(config: PitrConfig) -> str:
     lines += [f"{key}={value}" for key, value in glob.items()]
     lines += ["", f"[{STANZA}]"]
     lines += [f"{key}={value}" for key, value in stanza.items()]
+    if config.s3_bucket:
+        # archive-push goes to both repositories one segment after the other: with S3 down it
+        # retried each for ~4 x io-timeout (60 s by default: 4 minutes), so repo1 fell behind
+        # too and the failure showed only as a timeout without its cause. With 5 s the push
+        # fails within pgBackRest's archive-timeout with its message ("repo2: [HostConnectError]").
+        lines += ["", f"[{STANZA}:archive-push]", f"io-timeout={ARCHIVE_PUSH_IO_TIMEOUT}"]
     return "\n".join(lines) + "\n"
 
 

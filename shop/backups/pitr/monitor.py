@@ -4,14 +4,21 @@
 "Behind" is the time since archiving last made progress while a finished WAL segment waits to
 be archived (the segment being written does not count: archive_timeout closes it). An idle shop
 writes no WAL, archives nothing and is not behind.
+
+With two repositories, pgBackRest fails a segment's push when either fails, so pg_stat_archiver
+cannot say which one: pgBackRest's own word (archive-async leaves `<segment>.error` in its
+spool directory, "repo2: [HostConnectError] ...") goes into the summary. A segment that failed
+on repo2 alone is on repo1 already; PostgreSQL keeps it until both have it.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from shop.backups.pitr.config import STANZA
 from shop.backups.pitr.physical import STATUS_KEY
 
 SEGMENTS_PER_LOG = 0x100000000 // (16 * 1024 * 1024)  # WAL segments of 16 MB (the default)
@@ -27,6 +34,7 @@ class ArchiveState:
     waiting_segments: int  # finished segments not archived yet
     behind_seconds: float
     error: str = ""  # the server could not be asked
+    push_error: str = ""  # pgBackRest's message for the newest failed push (which repository, why)
 
 
 def segment_number(wal_name: str) -> int:
@@ -59,8 +67,42 @@ def archive_state() -> ArchiveState:
     since = archived_at or reset_at or now
     behind = (now - since).total_seconds() if waiting else 0.0
     return ArchiveState(
-        archived_at, archived_wal or "", failed_at, failed_wal or "", failed_count, waiting, behind
+        archived_at,
+        archived_wal or "",
+        failed_at,
+        failed_wal or "",
+        failed_count,
+        waiting,
+        behind,
+        push_error=push_error() if waiting else "",
     )
+
+
+def spool_path(config_file: Path) -> Path | None:
+    """pgBackRest's spool-path, from its configuration file (None when it cannot be read here)."""
+    try:
+        lines = config_file.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name.strip() == "spool-path":
+            return Path(value.strip())
+    return None
+
+
+def push_error() -> str:
+    """The message of the newest `<segment>.error` archive-async left (first line: the code)."""
+    spool = spool_path(Path(settings.PITR_PGBACKREST_CONFIG))
+    if spool is None:
+        return ""
+    try:
+        newest = max((spool / "archive" / STANZA / "out").glob("*.error"), default=None)
+        lines = newest.read_text().splitlines() if newest else []
+    except OSError:
+        return ""
+    message = " ".join(line.strip() for line in lines[1:] if line.strip())
+    return f"{newest.stem}: {message[:400]}" if message else ""
 
 
 def max_behind() -> timedelta:
@@ -84,6 +126,8 @@ def archive_summary(state: ArchiveState) -> str:
         text = f"archiving is up to date; {last}"
     if state.last_failed_at and (not state.last_archived_at or state.last_failed_at > state.last_archived_at):
         text += f"; the latest attempt FAILED at {_iso(state.last_failed_at)} ({state.last_failed_wal})"
+    if state.push_error:
+        text += f"; pgBackRest: {state.push_error}"
     return text
 
 

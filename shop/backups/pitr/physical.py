@@ -9,6 +9,7 @@ from django.conf import settings
 
 from shop.backups import status
 from shop.backups.pitr import pgbackrest
+from shop.backups.pitr.config import repositories
 from shop.backups.pitr.pgbackrest import PitrError
 
 logger = logging.getLogger("shop.backups")
@@ -23,7 +24,9 @@ def run_physical_backup(kind: str = "full") -> dict:
     pgbackrest.require_enabled()
     began = time.monotonic()
     try:
-        pgbackrest.run(f"--type={kind}", "backup", timeout=settings.BACKUP_PG_TIMEOUT or None)
+        for repo in repositories(settings.BACKUP_S3_BUCKET):
+            timeout = settings.BACKUP_PG_TIMEOUT or None
+            pgbackrest.run(f"--repo={repo}", f"--type={kind}", "backup", timeout=timeout)
     except PitrError as exc:
         record(kind, ok=False, error=str(exc))
         raise

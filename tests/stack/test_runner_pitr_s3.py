@@ -1,0 +1,131 @@
+"""Point-in-time recovery with repo2 on S3 (issue 12), on the Docker-less runner.
+
+pgBackRest's S3 driver speaks HTTPS only: the S3 here is moto over HTTPS with a self-signed
+certificate (tests/conftest.py `s3_tls_endpoint`), PITR_S3_VERIFY_TLS=false for pgBackRest and
+AWS_CA_BUNDLE for the shop's own S3 client (backup sets, the image archive).
+"""
+
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.conftest import s3_client
+from tests.stack.test_runner_pitr import Load, readyz, shop_connection, start_with_pitr
+
+pytestmark = pytest.mark.stack
+
+PREFIX = "shop/backups"
+
+
+@pytest.fixture
+def s3_stack(stack, s3_endpoint, s3_tls_endpoint):
+    """The runner stack with BACKUP_S3_* on a fresh bucket behind the HTTPS endpoint."""
+    bucket = f"pitr-{uuid.uuid4().hex[:12]}"
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+    stack.env.update(
+        BACKUP_S3_BUCKET=bucket,
+        BACKUP_S3_PREFIX=PREFIX,
+        BACKUP_S3_ENDPOINT_URL=s3_tls_endpoint.url,
+        BACKUP_S3_REGION="us-east-1",
+        BACKUP_S3_ACCESS_KEY_ID="testing",
+        BACKUP_S3_SECRET_ACCESS_KEY="testing",
+        PITR_S3_VERIFY_TLS="false",
+        AWS_CA_BUNDLE=str(s3_tls_endpoint.ca_file),
+    )
+    stack.bucket = bucket
+    return stack
+
+
+def repo2_keys(s3_endpoint, bucket: str, under: str) -> list[str]:
+    """Object keys in repo2 under `<BACKUP_S3_PREFIX>/pgbackrest/<under>` (read over moto's HTTP side)."""
+    client = s3_client(s3_endpoint)
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{PREFIX}/pgbackrest/{under}"
+    ):
+        keys += [item["Key"] for item in page.get("Contents", [])]
+    return keys
+
+
+def wal_segments(keys: list[str]) -> set[str]:
+    """The WAL segment names among archive keys (`.../000000010000000000000003-<sha1>.lz4`)."""
+    names = {key.rsplit("/", 1)[-1].split("-", 1)[0] for key in keys}
+    return {name for name in names if len(name) == 24}
+
+
+def repo1_segments(stack) -> set[str]:
+    archive = stack.config.backups / "pgbackrest" / "archive"
+    return {path.name.split("-", 1)[0] for path in archive.rglob("*-*") if len(path.name.split("-")[0]) == 24}
+
+
+def current_wal(stack) -> str:
+    with shop_connection(stack) as conn:
+        return conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+
+
+def test_wal_and_the_full_backup_reach_repo2(s3_stack, s3_endpoint):
+    stack = s3_stack
+    start_with_pitr(stack)  # the first full backup goes to both repositories
+    backups = repo2_keys(s3_endpoint, stack.bucket, "backup/shop/")
+    assert any(key.endswith("/backup.manifest") for key in backups), backups
+    category_id = stack.add_staff_and_category()
+    load = Load(stack, category_id)
+    load.add_product()
+    with load:
+        time.sleep(12)
+    assert len(load.orders) >= 3, load.errors
+    written = current_wal(stack)
+
+    # Segments before the one being written are archived to S3 within archive_timeout and a moment.
+    def archived_in_repo2() -> bool:
+        names = wal_segments(repo2_keys(s3_endpoint, stack.bucket, "archive/"))
+        return any(name[8:] >= written[8:] for name in names)
+
+    stack.wait_until(archived_in_repo2, 60)
+    info = stack.manage("shell", "-c", "from shop.backups.pitr import pgbackrest; print(pgbackrest.info())")
+    assert "'key': 2" in info, info
+
+
+def test_s3_down_the_shop_takes_orders_archiving_shows_behind_and_catches_up(s3_stack, s3_tls_endpoint):
+    """S3 (repo2) refuses connections: orders go on, /readyz stays 200 and says archiving is
+    behind, with pgBackRest's word that repo2 is the one failing, while repo1 (the backup
+    volume) keeps receiving the WAL; once S3 is back, archiving catches up."""
+    stack = s3_stack
+    start_with_pitr(stack)
+    category_id = stack.add_staff_and_category()
+    load = Load(stack, category_id)
+    load.add_product()
+    assert readyz(stack)["pitr"]["archive"] == "ok"
+    before = repo1_segments(stack)
+    s3_tls_endpoint.stop()  # S3 down: connections refused
+    try:
+        with load:
+            stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "behind", 120)
+
+            # pgBackRest retries S3 for a while (4 x io-timeout) before it fails the push, and
+            # PostgreSQL counts the failure when its archive_command next asks. pgBackRest's
+            # message lasts while its `.error` file does (the next async run removes it).
+            told = []
+
+            def failure_told() -> bool:
+                report = readyz(stack)["pitr"]
+                told.append(report)
+                return report["failed_count"] > 0 and "pgBackRest: " in report["archive_summary"]
+
+            stack.wait_until(failure_told, 150)
+        assert len(load.orders) >= 3, load.errors
+        response = requests.get(f"{stack.url}/readyz", timeout=10)
+        assert response.status_code == 200
+        report = response.json()["pitr"]
+        assert report["archive"] == "behind"
+        assert report["failed_count"] > 0
+        assert "WAL segment(s) waiting" in report["archive_summary"]
+        assert "repo2: [HostConnectError]" in told[-1]["archive_summary"], told[-1]
+        assert "repo1" not in told[-1]["archive_summary"], told[-1]
+        # repo1 (the backup volume) keeps receiving WAL meanwhile.
+        assert repo1_segments(stack) - before, (before, report)
+    finally:
+        s3_tls_endpoint.start()
+    stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "ok", 180)
