@@ -140,7 +140,14 @@ def restore(target: str, stamp: str) -> str:
             docker("rm", "--force", container, check=False)
     finally:
         say("starting the stack again" + ("" if switched else " on the untouched live data"))
-        compose("up", "--detach", "--wait")
+        # After a failure, a stack that cannot start (its data directory was the disaster) must not
+        # hide the reason the restore stopped, which is raised once this block ends.
+        started = compose("up", "--detach", "--wait", check=switched)
+        if started.returncode != 0:
+            say(
+                "the stack did not become healthy again: if the live data directory was lost, the "
+                "database cannot start until a restore succeeds (see the reason below)"
+            )
     return reached
 
 
