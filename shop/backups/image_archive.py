@@ -172,6 +172,9 @@ def archived_since(start: datetime | None) -> set[str]:
     with status.updating() as current:
         archived = current.get(STATUS_KEY, {}).get("blobs", {})
         if start is not None:
+            # Records keep whole seconds (status.now_iso): a blob archived in the second the set
+            # started, after its start, must not count as older than it.
+            start = start.replace(microsecond=0)
             for sha256, when in list(archived.items()):
                 if datetime.fromisoformat(when) < start:
                     del archived[sha256]

@@ -119,7 +119,8 @@ def test_two_backends_share_images_in_the_bucket_carts_and_stock(stack, media_bu
     stack.start(timeout=300)  # first start: initdb, migrations, collectstatic; a loaded machine is slow
     via_nginx = stack.url
     first, second = (f"http://{address}" for address in stack.config.backend_addresses)
-    assert stack.states()["app:web2"] == "RUNNING"
+    # /readyz answered through the first backend; the second may still be inside supervisord's startsecs.
+    stack.wait_until(lambda: stack.states()["app:web2"] == "RUNNING", 60)
 
     category_id = stack.add_staff_and_category()
 
