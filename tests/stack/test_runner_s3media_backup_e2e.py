@@ -22,7 +22,7 @@ from tests.shop_http import (
     wait_for_thumbnail,
 )
 from tests.stack.runner import StackRunner, make_data_root, remove_data_root, stack_environment
-from tests.stack.test_runner_s3media_e2e import consecutive_free_ports
+from tests.stack.test_runner_s3media_e2e import two_backends_with_s3_media
 
 pytestmark = pytest.mark.stack
 
@@ -42,18 +42,14 @@ def stack(tmp_path, stack_programs, s3_endpoint, buckets):
     media, backups = buckets
     root = make_data_root()
     env = stack_environment(root)
-    keys = {"ACCESS_KEY_ID": "testing", "SECRET_ACCESS_KEY": "testing", "ENDPOINT_URL": s3_endpoint}
     env.update(
-        RUNNER_BACKENDS="2",
-        RUNNER_APP_PORT=str(consecutive_free_ports(2)),
-        MEDIA_STORAGE="s3",
-        MEDIA_S3_BUCKET=media.name,
-        MEDIA_S3_PREFIX=media.prefix,
+        two_backends_with_s3_media(s3_endpoint, media),
         BACKUP_S3_BUCKET=backups,
         BACKUP_S3_PREFIX=BACKUP_PREFIX,
+        BACKUP_S3_ENDPOINT_URL=s3_endpoint,
+        BACKUP_S3_ACCESS_KEY_ID="testing",
+        BACKUP_S3_SECRET_ACCESS_KEY="testing",
         BACKUP_ARCHIVE_IMAGES="true",
-        **{f"MEDIA_S3_{name}": value for name, value in keys.items()},
-        **{f"BACKUP_S3_{name}": value for name, value in keys.items()},
     )
     runner = StackRunner(env, tmp_path / "stack.log")
     try:

@@ -59,20 +59,25 @@ def media_bucket_for_stack(s3_endpoint):
     return new_media_bucket(s3_endpoint)
 
 
+def two_backends_with_s3_media(s3_endpoint: str, media) -> dict[str, str]:
+    """The runner's environment for two gunicorns sharing product images in `media` (a bucket)."""
+    return {
+        "RUNNER_BACKENDS": "2",
+        "RUNNER_APP_PORT": str(consecutive_free_ports(2)),
+        "MEDIA_STORAGE": "s3",
+        "MEDIA_S3_BUCKET": media.name,
+        "MEDIA_S3_PREFIX": media.prefix,
+        "MEDIA_S3_ENDPOINT_URL": s3_endpoint,
+        "MEDIA_S3_ACCESS_KEY_ID": "testing",
+        "MEDIA_S3_SECRET_ACCESS_KEY": "testing",
+    }
+
+
 @pytest.fixture
 def stack(tmp_path, stack_programs, s3_endpoint, media_bucket_for_stack):
     root = make_data_root()
     env = stack_environment(root)
-    env.update(
-        RUNNER_BACKENDS="2",
-        RUNNER_APP_PORT=str(consecutive_free_ports(2)),
-        MEDIA_STORAGE="s3",
-        MEDIA_S3_BUCKET=media_bucket_for_stack.name,
-        MEDIA_S3_PREFIX=media_bucket_for_stack.prefix,
-        MEDIA_S3_ENDPOINT_URL=s3_endpoint,
-        MEDIA_S3_ACCESS_KEY_ID="testing",
-        MEDIA_S3_SECRET_ACCESS_KEY="testing",
-    )
+    env.update(two_backends_with_s3_media(s3_endpoint, media_bucket_for_stack))
     runner = StackRunner(env, tmp_path / "stack.log")
     try:
         yield runner
