@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from PIL import Image
 
 from shop.backups import blobs
@@ -351,3 +352,14 @@ def test_one_repository():
     info["archive"] = []
     with pytest.raises(repository.NoRepository, match="no WAL archived"):
         repository.choose(info, TARGET)
+
+
+def test_repo_goes_with_to_only():
+    with pytest.raises(CommandError, match="--repo chooses a pgBackRest repository: it goes with --to TIME"):
+        call_command("restore_backup", "--latest", "--repo", "2")
+
+
+def test_a_physical_backup_by_hand_says_when_pitr_is_off(settings):
+    settings.PITR_ENABLED = False
+    with pytest.raises(CommandError, match=r"the physical backup failed: point-in-time recovery is off"):
+        call_command("pitr_backup", "--missing")
