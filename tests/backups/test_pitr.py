@@ -4,6 +4,7 @@ The whole restore runs against real pgBackRest and PostgreSQL in tests/stack/tes
 
 import hashlib
 import io
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +273,7 @@ def test_repo1_serves_when_both_can():
     assert choice.backup["label"] == "20261128-100000F"
     assert choice.newest_wal == WAL(0x20)
     assert "repo2 (S3) reaches as far" in choice.why
+    assert choice.others == [2]
     assert choice.lines[0].startswith("repository: repo1 (the backup volume), because")
 
 
@@ -283,6 +285,7 @@ def test_repo2_serves_when_the_backup_volume_lost_its_repository(repo1):
     choice = repository.choose(both_repos(repo1=repo1), None)
     assert choice.repo == 2
     assert choice.backup["label"] == "20261128-100100F"
+    assert choice.others == []
     assert choice.why == f"repo1 (the backup volume) cannot serve it (not usable: {repo1[1].splitlines()[0]})"
     assert "HINT" not in "\n".join(choice.lines)
 
@@ -332,7 +335,7 @@ def test_no_repository_can_serve_names_each_ones_reason():
 
 def test_repo_forced():
     choice = repository.choose(both_repos(), TARGET, forced=2)
-    assert (choice.repo, choice.why) == (2, "it was asked for (--repo 2)")
+    assert (choice.repo, choice.why, choice.others) == (2, "it was asked for (--repo 2)", [1])
     with pytest.raises(
         repository.NoRepository, match=r"repo1 \(the backup volume\) \(asked for with --repo 1\)"
     ):
@@ -363,3 +366,21 @@ def test_a_physical_backup_by_hand_says_when_pitr_is_off(settings):
     settings.PITR_ENABLED = False
     with pytest.raises(CommandError, match=r"the physical backup failed: point-in-time recovery is off"):
         call_command("pitr_backup", "--missing")
+
+
+@pytest.mark.skipif(not shutil.which("pgbackrest"), reason="pgbackrest is not installed")
+def test_a_repository_that_fails_the_restore_names_the_other_one(settings, tmp_path):
+    """`info` reads a repository's lists, not its files: a backup lost from repo1 shows only when
+    pgBackRest restores from it (here: a repo1 that is empty). The error says which other one can."""
+    settings.PITR_OS_USER = ""  # pgBackRest as this user, on files of this test's own
+    settings.PITR_PGBACKREST_CONFIG = tmp_path / "pgbackrest.conf"
+    settings.PITR_PGBACKREST_CONFIG.write_text(
+        f"[global]\nrepo1-path={tmp_path}/repo1\nlock-path={tmp_path}/lock\nlog-path={tmp_path}\n"
+        f"[shop]\npg1-path={tmp_path}/postgres\n"
+    )
+    live = tmp_path / "postgres"
+    plan = restore.PitrPlan(None, live, switch.restored_path(live, "S"), "S", {}, 1, other_repos=[2])
+    with pytest.raises(PitrError) as caught:
+        restore.restore_files(plan)
+    assert "no backup set found to restore" in str(caught.value)
+    assert str(caught.value).endswith("; run it again with --repo 2 (repo2 can serve it too)")

@@ -34,6 +34,7 @@ class Choice:
     newest_wal: str
     why: str
     states: list[str] = field(default_factory=list)  # one line per repository
+    others: list[int] = field(default_factory=list)  # the other repositories that could serve it
 
     @property
     def lines(self) -> list[str]:
@@ -133,17 +134,20 @@ def choose(stanza: dict, target: datetime | None, forced: int | None = None) -> 
         raise NoRepository(f"--repo {forced}: there is no repo{forced} (configured: {_names(keys)})")
     found = {repo: candidate(stanza, repo, target) for repo in keys}
     states = [f"{repo_name(repo)}: {describe(state)}" for repo, state in found.items()]
+    able = [state for state in found.values() if isinstance(state, Candidate)]
     if forced is not None:
         chosen = found[forced]
         if isinstance(chosen, str):
             asked = f"{repo_name(forced)} (asked for with --repo {forced})"
             raise NoRepository(f"{asked} cannot serve it: {chosen}")
-        return Choice(forced, chosen.backup, chosen.newest_wal, f"it was asked for (--repo {forced})", states)
-    able = [state for state in found.values() if isinstance(state, Candidate)]
-    if not able:
+        why = f"it was asked for (--repo {forced})"
+    elif not able:
         raise NoRepository("no pgBackRest repository can serve it: " + "; ".join(states))
-    chosen = max(able, key=lambda state: (wal_position(state.newest_wal), -state.repo))
-    return Choice(chosen.repo, chosen.backup, chosen.newest_wal, _why(chosen, found), states)
+    else:
+        chosen = max(able, key=lambda state: (wal_position(state.newest_wal), -state.repo))
+        why = _why(chosen, found)
+    others = [state.repo for state in able if state.repo != chosen.repo]
+    return Choice(chosen.repo, chosen.backup, chosen.newest_wal, why, states, others)
 
 
 def _why(chosen: Candidate, found: dict[int, Candidate | str]) -> str:

@@ -53,6 +53,7 @@ class PitrPlan:
     stamp: str
     backup: dict
     repo: int  # the pgBackRest repository restored from (repository.py chooses it)
+    other_repos: list[int] = field(default_factory=list)  # those that could serve the target too
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -97,7 +98,9 @@ def make_plan(target_text: str, repo: int | None = None) -> PitrPlan:
     except repository.NoRepository as exc:
         raise PitrError(f"cannot restore to {target_text}: {exc}") from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    plan = PitrPlan(target, live, switch.restored_path(live, stamp), stamp, choice.backup, choice.repo)
+    plan = PitrPlan(
+        target, live, switch.restored_path(live, stamp), stamp, choice.backup, choice.repo, choice.others
+    )
     backup = plan.backup
     plan.lines = [
         f"target: {plan.target_text}",
@@ -210,7 +213,14 @@ def restore_files(plan: PitrPlan) -> None:
         args += ["--type=default"]
     else:
         args += ["--type=time", f"--target={plan.target.isoformat(sep=' ')}", "--target-action=promote"]
-    pgbackrest.run(*args, "restore", timeout=settings.BACKUP_PG_TIMEOUT or None)
+    try:
+        pgbackrest.run(*args, "restore", timeout=settings.BACKUP_PG_TIMEOUT or None)
+    except PitrError as exc:
+        # `info` reads a repository's lists, not its files: a backup lost from one shows here.
+        hints = [
+            f"run it again with --repo {repo} (repo{repo} can serve it too)" for repo in plan.other_repos
+        ]
+        raise PitrError("; ".join([str(exc), *hints])) from None
 
 
 def spare_port() -> int:
