@@ -17,7 +17,6 @@ DATA_PATH.
 
 import argparse
 import grp
-import json
 import os
 import pwd
 import shlex
@@ -499,7 +498,7 @@ def release(config: RunnerConfig, programs: Programs) -> None:
         run_init_script(config, programs, POSTGRES_INIT_DIR / "02-roles.sh")
         run([str(ENTRYPOINT), "migrate"], env=config.app_environment(), cwd=PROJECT_ROOT)
         if config.pitr_enabled:
-            start_pitr(config, programs)
+            start_pitr(config)
 
 
 # --- point-in-time recovery (pgBackRest) ----------------------------------------------------
@@ -513,12 +512,20 @@ def prepare_pitr(config: RunnerConfig) -> None:
             "PITR_ENABLED is on but pgBackRest is not installed (Debian/Ubuntu: `sudo apt-get install "
             "pgbackrest`; macOS: `brew install pgbackrest`), or set PITR_ENABLED=false."
         )
-    pitr = config.pitr()
     try:
-        text = pitr_config.config_text(pitr)
+        text = pitr_config.config_text(config.pitr())
     except ValueError as error:
         raise RunnerError(str(error)) from None
-    for directory in pitr.directories():
+    make_pitr_directories(config)
+    fd = os.open(config.pitr_config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)  # holds the S3 keys when S3 is configured
+    give_to_postgres(config.pitr_config_file)
+
+
+def make_pitr_directories(config: RunnerConfig) -> None:
+    """repo1 (BACKUP_PATH/pgbackrest), the lock, spool and log directories: the postgres user's."""
+    for directory in config.pitr().directories():
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         give_to_postgres(directory)
     if running_as_root():
@@ -526,44 +533,22 @@ def prepare_pitr(config: RunnerConfig) -> None:
         group = pwd.getpwnam("postgres").pw_gid
         os.chown(config.backups, -1, group)
         ensure_reachable_by_others(config.backups.parent, "pgBackRest (user postgres)")
-    fd = os.open(config.pitr_config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)  # holds the S3 keys when S3 is configured
-    give_to_postgres(config.pitr_config_file)
 
 
-def pgbackrest_command(config: RunnerConfig, programs: Programs, *args: str) -> list[str]:
-    command = ["pgbackrest", f"--config={config.pitr_config_file}", f"--stanza={pitr_config.STANZA}", *args]
-    return as_postgres_user(programs, command)
-
-
-def start_pitr(config: RunnerConfig, programs: Programs) -> None:
-    """stanza-create (idempotent), and a first full backup when the repository has none, so the
-    archive can be restored from the first minute on."""
-    env = {**os.environ, "PGPASSWORD": config.postgres_password}
+def start_pitr(config: RunnerConfig) -> None:
+    """`manage.py pitr_backup --missing`: stanza-create (idempotent), and a first full backup to
+    each repository that has none, so the archive can be restored from the first minute on
+    (recorded as the last physical backup, as the scheduled ones are)."""
+    backup = [sys.executable, str(PROJECT_ROOT / "manage.py"), "pitr_backup", "--type=full", "--missing"]
     try:
-        run(pgbackrest_command(config, programs, "stanza-create"), env=env, capture_output=True, text=True)
-        info = subprocess.run(
-            pgbackrest_command(config, programs, "--output=json", "info"),
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        stanzas = json.loads(info) or [{}]
-        backed_up = {backup["database"]["repo-key"] for backup in stanzas[0].get("backup", [])}
-        for repo in pitr_config.repositories(config.pitr().s3_bucket):
-            if repo in backed_up:
-                continue
-            print(f"PITR: the first full backup to repo{repo} (pgBackRest)", flush=True)
-            run(
-                pgbackrest_command(config, programs, f"--repo={repo}", "--type=full", "backup"),
-                env=env,
-                capture_output=True,
-                text=True,
-            )
+        environment = {**config.app_environment(), "LOG_LEVEL": "WARNING"}  # its error, not Django's start
+        done = run(backup, env=environment, cwd=PROJECT_ROOT, capture_output=True, text=True)
     except subprocess.CalledProcessError as error:
         raise RunnerError(
-            f"pgBackRest failed ({shlex.join(map(str, error.cmd))}): {(error.stderr or '').strip()}\n"
-            f"Its log: {config.pitr().log_dir}. Fix it or set PITR_ENABLED=false."
+            f"{(error.stderr or '').strip()}\n"
+            f"pgBackRest's log: {config.pitr().log_dir}. Fix it or set PITR_ENABLED=false."
         ) from None
+    print(f"PITR: {done.stdout.strip()}", flush=True)
 
 
 def write_nginx_config(config: RunnerConfig, programs: Programs) -> Path:
@@ -913,12 +898,17 @@ def manage(arguments: list[str]) -> int:
 
 
 def restore(arguments: list[str]) -> int:
-    """`python -m ops.runner restore --to TIME [--yes] [--dry-run]`: point-in-time recovery of the
+    """`python -m ops.runner restore --to TIME [--repo N] [--yes] [--dry-run]`: point-in-time recovery of the
     running stack (README "Point-in-time recovery"): checks first (nothing stops if the archive
     cannot reach TIME), stops the app and PostgreSQL, runs `manage.py restore_backup --to`,
     starts them again (also when the restore failed: the live data is then untouched)."""
     parser = argparse.ArgumentParser(prog="python -m ops.runner restore", description=restore.__doc__)
     parser.add_argument("--to", required=True, metavar="TIME", help='"2026-11-28 10:15:00+00" or latest')
+    parser.add_argument(
+        "--repo",
+        choices=["1", "2"],
+        help="the pgBackRest repository (1: the backup volume, 2: S3); default: the one that can serve TIME",
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
     args = parser.parse_args(arguments)
@@ -931,6 +921,8 @@ def restore(arguments: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     manage_command = [sys.executable, str(PROJECT_ROOT / "manage.py"), "restore_backup", "--to", args.to]
+    if args.repo:
+        manage_command += ["--repo", args.repo]
     environment = config.backup_environment()
     checked = subprocess.run([*manage_command, "--dry-run"], env=environment, check=False)
     if checked.returncode != 0 or args.dry_run:
@@ -960,7 +952,26 @@ def restore(arguments: list[str]) -> int:
             subprocess.run([*ctl_command, "start", f"{APP_GROUP}:*"], check=False)
     if not supervised and restored.returncode == 0:
         print("The stack is not running: start it with `make run`.")
+    if supervised and restored.returncode == 0:
+        repair_pitr(config)
     return restored.returncode
+
+
+def repair_pitr(config: RunnerConfig) -> None:
+    """After a restore: a repository that was lost (the backup volume's, restored from S3) gets its
+    stanza and a full backup again, so the WAL of the new timeline is archived to both. A failure
+    here leaves the restored shop running and says what to do."""
+    ready = [str((find_postgres_bin() or Path()) / "pg_isready"), "-q", "-h", "127.0.0.1"]
+    try:
+        make_pitr_directories(config)  # repo1's directory, if it was lost
+        run([*ready, "-p", str(config.postgres_port), "-t", "60"])
+        start_pitr(config)
+    except (RunnerError, subprocess.CalledProcessError, OSError) as error:
+        print(
+            f"warning: the restore succeeded, but pgBackRest's repositories could not be made whole "
+            f"again: {error}\nRun `python -m ops.runner manage pitr_backup --missing` once that is fixed.",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

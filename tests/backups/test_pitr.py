@@ -4,15 +4,17 @@ The whole restore runs against real pgBackRest and PostgreSQL in tests/stack/tes
 
 import hashlib
 import io
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 from PIL import Image
 
 from shop.backups import blobs
-from shop.backups.pitr import config, monitor, restore, switch
+from shop.backups.pitr import config, monitor, repository, restore, switch
 from shop.backups.pitr.pgbackrest import PitrError
 
 
@@ -204,3 +206,181 @@ def test_a_missing_or_changed_image_is_named_and_nothing_wrong_is_placed(media_r
     assert any(image_name(changed) in problem and "SHA-256" in problem for problem in problems)
     assert not (media_root / image_name(changed)).exists()
     assert not list(media_root.rglob(".pitr-incoming-*"))
+
+
+# `pgbackrest info --output=json` as pgBackRest 2.45 writes it for two repositories (trimmed to
+# the keys read; the shape was taken from a real stanza with repo1 removed, emptied and damaged).
+def at(text: str) -> int:
+    return int(datetime.fromisoformat(f"2026-11-28 {text}+00:00").timestamp())
+
+
+def info_backup(repo: int, label: str, stop: str, wal_stop: str, error: bool = False) -> dict:
+    return {
+        "archive": {"start": wal_stop, "stop": wal_stop},
+        "database": {"id": 1, "repo-key": repo},
+        "error": error,
+        "label": label,
+        "timestamp": {"start": at(stop) - 30, "stop": at(stop)},
+        "type": "full",
+    }
+
+
+def info_archive(repo: int, newest: str) -> dict:
+    return {
+        "database": {"id": 1, "repo-key": repo},
+        "id": "15-1",
+        "max": newest,
+        "min": "000000010000000000000001",
+    }
+
+
+def stanza_info(*, repos: dict[int, tuple[int, str]], backups: list[dict], archives: list[dict]) -> dict:
+    """repos: {key: (status code, message)}."""
+    codes = {code for code, _ in repos.values()}
+    overall = (0, "ok") if codes == {0} else (4, "different across repos") if len(repos) > 1 else (1, "")
+    return {
+        "archive": archives,
+        "backup": backups,
+        "name": "shop",
+        "repo": [
+            {"cipher": "none", "key": key, "status": {"code": code, "message": message}}
+            for key, (code, message) in repos.items()
+        ],
+        "status": {"code": overall[0], "message": overall[1]},
+    }
+
+
+OK = (0, "ok")
+MISSING = (1, "missing stanza path")
+WAL = "0000000100000000000000{:02X}".format
+
+
+def both_repos(repo1=OK, repo2=OK, repo1_wal=0x20, repo2_wal=0x20) -> dict:
+    backups = [info_backup(1, "20261128-100000F", "10:00:00", WAL(4))] if repo1 == OK else []
+    archives = [info_archive(1, WAL(repo1_wal))] if repo1 == OK else []
+    if repo2 == OK:
+        backups.append(info_backup(2, "20261128-100100F", "10:01:00", WAL(6)))
+        archives.append(info_archive(2, WAL(repo2_wal)))
+    return stanza_info(repos={1: repo1, 2: repo2}, backups=backups, archives=archives)
+
+
+TARGET = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+
+
+def test_repo1_serves_when_both_can():
+    choice = repository.choose(both_repos(), TARGET)
+    assert choice.repo == 1
+    assert choice.backup["label"] == "20261128-100000F"
+    assert choice.newest_wal == WAL(0x20)
+    assert "repo2 (S3) reaches as far" in choice.why
+    assert choice.others == [2]
+    assert choice.lines[0].startswith("repository: repo1 (the backup volume), because")
+
+
+@pytest.mark.parametrize(
+    "repo1",
+    [MISSING, (3, "missing stanza data"), (99, "[FileMissingError] unable to load info file\nHINT: ...")],
+)
+def test_repo2_serves_when_the_backup_volume_lost_its_repository(repo1):
+    choice = repository.choose(both_repos(repo1=repo1), None)
+    assert choice.repo == 2
+    assert choice.backup["label"] == "20261128-100100F"
+    assert choice.others == []
+    assert choice.why == f"repo1 (the backup volume) cannot serve it (not usable: {repo1[1].splitlines()[0]})"
+    assert "HINT" not in "\n".join(choice.lines)
+
+
+def test_repo2_serves_when_repo1_has_a_stanza_but_no_backup():
+    info = both_repos()
+    info["backup"] = [backup for backup in info["backup"] if backup["database"]["repo-key"] == 2]
+    choice = repository.choose(info, TARGET)
+    assert choice.repo == 2
+    assert "no physical backup" in choice.why
+
+
+def test_a_failed_backup_is_no_backup():
+    info = both_repos()
+    info["backup"][0]["error"] = True
+    assert repository.choose(info, TARGET).repo == 2
+
+
+def test_the_repository_whose_wal_goes_further_serves_latest():
+    """repo1 fell behind (the backup volume was full): repo2 holds the newer WAL."""
+    choice = repository.choose(both_repos(repo1_wal=0x10, repo2_wal=0x12), None)
+    assert choice.repo == 2
+    assert "repo1 (the backup volume)'s archived WAL ends sooner (000000010000000000000010)" in choice.why
+
+
+def test_a_backup_finished_after_the_target_does_not_count():
+    early = datetime(2026, 11, 28, 10, 0, 30, tzinfo=UTC)  # after repo1's backup, before repo2's
+    choice = repository.choose(both_repos(), early)
+    assert choice.repo == 1
+    assert "no physical backup finished before 2026-11-28 10:00:30+00:00" in choice.why
+
+
+def test_wal_that_ends_before_the_backup_does_not_count():
+    choice = repository.choose(both_repos(repo1_wal=0x3), TARGET)
+    assert choice.repo == 2
+    assert "its WAL ends at 000000010000000000000003, before the end of backup 20261128-100000F" in choice.why
+
+
+def test_no_repository_can_serve_names_each_ones_reason():
+    info = both_repos(repo1=MISSING, repo2=(99, "[HostConnectError] unable to get address for 's3'"))
+    with pytest.raises(repository.NoRepository) as caught:
+        repository.choose(info, TARGET)
+    message = str(caught.value)
+    assert "repo1 (the backup volume): not usable: missing stanza path" in message
+    assert "repo2 (S3): not usable: [HostConnectError]" in message
+
+
+def test_repo_forced():
+    choice = repository.choose(both_repos(), TARGET, forced=2)
+    assert (choice.repo, choice.why, choice.others) == (2, "it was asked for (--repo 2)", [1])
+    with pytest.raises(
+        repository.NoRepository, match=r"repo1 \(the backup volume\) \(asked for with --repo 1\)"
+    ):
+        repository.choose(both_repos(repo1=MISSING), TARGET, forced=1)
+    with pytest.raises(repository.NoRepository, match="there is no repo2"):
+        repository.choose(stanza_info(repos={1: OK}, backups=[], archives=[]), TARGET, forced=2)
+
+
+def test_one_repository():
+    info = stanza_info(
+        repos={1: OK},
+        backups=[info_backup(1, "20261128-100000F", "10:00:00", WAL(4))],
+        archives=[info_archive(1, WAL(9))],
+    )
+    choice = repository.choose(info, TARGET)
+    assert (choice.repo, choice.why) == (1, "it is the only one")
+    info["archive"] = []
+    with pytest.raises(repository.NoRepository, match="no WAL archived"):
+        repository.choose(info, TARGET)
+
+
+def test_repo_goes_with_to_only():
+    with pytest.raises(CommandError, match="--repo chooses a pgBackRest repository: it goes with --to TIME"):
+        call_command("restore_backup", "--latest", "--repo", "2")
+
+
+def test_a_physical_backup_by_hand_says_when_pitr_is_off(settings):
+    settings.PITR_ENABLED = False
+    with pytest.raises(CommandError, match=r"the physical backup failed: point-in-time recovery is off"):
+        call_command("pitr_backup", "--missing")
+
+
+@pytest.mark.skipif(not shutil.which("pgbackrest"), reason="pgbackrest is not installed")
+def test_a_repository_that_fails_the_restore_names_the_other_one(settings, tmp_path):
+    """`info` reads a repository's lists, not its files: a backup lost from repo1 shows only when
+    pgBackRest restores from it (here: a repo1 that is empty). The error says which other one can."""
+    settings.PITR_OS_USER = ""  # pgBackRest as this user, on files of this test's own
+    settings.PITR_PGBACKREST_CONFIG = tmp_path / "pgbackrest.conf"
+    settings.PITR_PGBACKREST_CONFIG.write_text(
+        f"[global]\nrepo1-path={tmp_path}/repo1\nlock-path={tmp_path}/lock\nlog-path={tmp_path}\n"
+        f"[shop]\npg1-path={tmp_path}/postgres\n"
+    )
+    live = tmp_path / "postgres"
+    plan = restore.PitrPlan(None, live, switch.restored_path(live, "S"), "S", {}, 1, other_repos=[2])
+    with pytest.raises(PitrError) as caught:
+        restore.restore_files(plan)
+    assert "no backup set found to restore" in str(caught.value)
+    assert str(caught.value).endswith("; run it again with --repo 2 (repo2 can serve it too)")

@@ -5,6 +5,9 @@ certificate (tests/conftest.py `s3_tls_endpoint`), PITR_S3_VERIFY_TLS=false for 
 AWS_CA_BUNDLE for the shop's own S3 client (backup sets, the image archive).
 """
 
+import os
+import shutil
+import signal
 import time
 import uuid
 
@@ -13,7 +16,7 @@ import requests
 
 from tests.conftest import s3_client
 from tests.shop_load import Load
-from tests.stack.test_runner_pitr import readyz, shop_connection, start_with_pitr
+from tests.stack.test_runner_pitr import readyz, run_runner, shop_connection, start_with_pitr
 
 pytestmark = pytest.mark.stack
 
@@ -66,17 +69,39 @@ def current_wal(stack) -> str:
         return conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
 
 
-def test_repo2_gets_wal_and_the_full_backup_and_a_dead_s3_never_stops_orders(
+def switch_wal(stack) -> str:
+    """Close the segment being written; the name of the newest one that holds WAL written so far."""
+    with shop_connection(stack) as conn:
+        return conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+
+
+def in_repo2(s3_endpoint, bucket: str, segment: str) -> bool:
+    """The segment (or a later one: after a restore the timeline differs) is archived in repo2."""
+    names = wal_segments(repo2_keys(s3_endpoint, bucket, "archive/"))
+    return any(name[8:] >= segment[8:] for name in names)
+
+
+def order_numbers(stack) -> set[str]:
+    with shop_connection(stack) as conn:
+        return {row[0] for row in conn.execute("SELECT number FROM orders_order")}
+
+
+@pytest.mark.timeout(900)
+def test_repo2_gets_wal_and_the_full_backup_a_dead_s3_never_stops_orders_and_s3_alone_restores(
     s3_stack, s3_endpoint, s3_tls_endpoint
 ):
     """One stack (its start and stop cost two minutes here): WAL and the first full backup reach
     repo2 on S3; then S3 refuses connections: orders go on, /readyz stays 200 and says archiving
     is behind, with pgBackRest's word that repo2 is the one failing, while repo1 (the backup
-    volume) keeps receiving the WAL; once S3 is back, archiving catches up."""
+    volume) keeps receiving the WAL; once S3 is back, archiving catches up. Last, the server's
+    data directory AND repo1 are destroyed: `restore --to latest` chooses repo2 and says why, and
+    every order placed is back and served."""
     stack = s3_stack
     start_with_pitr(stack)  # the first full backup goes to both repositories
     backups = repo2_keys(s3_endpoint, stack.bucket, "backup/shop/")
     assert any(key.endswith("/backup.manifest") for key in backups), backups
+    first_backup = readyz(stack)["pitr"]["last_physical_backup"]  # the monitoring knows it
+    assert (first_backup["kind"], first_backup["ok"]) == ("full", True), first_backup
     category_id = stack.add_staff_and_category()
     load = Load(stack.url, category_id)
     load.add_product()
@@ -86,16 +111,13 @@ def test_repo2_gets_wal_and_the_full_backup_and_a_dead_s3_never_stops_orders(
     written = current_wal(stack)
 
     # Segments before the one being written are archived to S3 within archive_timeout and a moment.
-    def archived_in_repo2() -> bool:
-        names = wal_segments(repo2_keys(s3_endpoint, stack.bucket, "archive/"))
-        return any(name[8:] >= written[8:] for name in names)
-
-    stack.wait_until(archived_in_repo2, 60)
+    stack.wait_until(lambda: in_repo2(s3_endpoint, stack.bucket, written), 60)
     info = stack.manage("shell", "-c", "from shop.backups.pitr import pgbackrest; print(pgbackrest.info())")
     assert "'key': 2" in info, info
     stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "ok", 60)
 
     products = load.products
+    placed = list(load.orders)
     load = Load(stack.url, category_id)
     load.products = list(products)  # its next upload gets a slug not taken yet
     before = repo1_segments(stack)
@@ -129,3 +151,49 @@ def test_repo2_gets_wal_and_the_full_backup_and_a_dead_s3_never_stops_orders(
     finally:
         s3_tls_endpoint.start()
     stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "ok", 180)
+    placed += load.orders
+    restore_from_s3_alone(stack, s3_endpoint, placed, load.staff)
+
+
+def restore_from_s3_alone(stack, s3_endpoint, placed: list[tuple[str, object]], staff) -> None:
+    """The server and the backup volume's repository (repo1) are lost; repo2 (S3) has it all."""
+    last = switch_wal(stack)
+    stack.wait_until(lambda: in_repo2(s3_endpoint, stack.bucket, last), 60)
+    config = stack.config
+    postmaster = int((config.postgres_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    shutil.rmtree(config.postgres_dir)
+    shutil.rmtree(config.backups / "pgbackrest")
+
+    forced = run_runner(stack, "restore", "--to", "latest", "--repo", "1", "--dry-run")
+    assert forced.returncode != 0, forced.stdout
+    assert "repo1 (the backup volume) (asked for with --repo 1) cannot serve it" in forced.stderr, (
+        forced.stderr
+    )
+    began = time.monotonic()
+    restored = run_runner(stack, "restore", "--to", "latest", "--yes")
+    seconds = time.monotonic() - began
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    reason = "repository: repo2 (S3), because repo1 (the backup volume) cannot serve it (not usable: "
+    assert reason in restored.stdout, restored.stdout
+    assert "Point-in-time restore complete" in restored.stdout
+    # The WAL replayed came from repo2 too (archive-get in the restore_command pgBackRest wrote).
+    restore_command = (config.postgres_dir / "postgresql.auto.conf").read_text()
+    assert "--repo=2 --stanza=shop archive-get" in restore_command, restore_command
+    stack.wait_until_ready(180)
+
+    present = order_numbers(stack)
+    assert len(placed) >= 6
+    missing = [number for number, _ in placed if number not in present]
+    assert not missing, f"orders archived to S3 are lost: {missing}"
+    print(f"\nrestore from S3 alone: {len(placed)} orders back, `restore --to latest` took {seconds:.1f} s")
+    for number, _ in placed[-3:]:
+        page = staff.get(f"{stack.url}/orders/{number}/")
+        assert page.status_code == 200
+        assert number in page.text
+
+    # repo1 was made again by the runner after the restore (stanza, a full backup), so the new
+    # timeline's WAL reaches both repositories and archiving is not behind.
+    assert "PITR: pgBackRest full backup to repo1 done" in restored.stdout, restored.stdout + restored.stderr
+    assert list((config.backups / "pgbackrest" / "backup" / "shop").glob("*F/backup.manifest"))
+    stack.wait_until(lambda: readyz(stack)["pitr"]["archive"] == "ok", 120)

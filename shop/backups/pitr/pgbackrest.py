@@ -6,7 +6,6 @@ import os
 import pwd
 import shutil
 import subprocess
-from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -64,34 +63,12 @@ def run(*args: str, timeout: float | None = None) -> subprocess.CompletedProcess
     return result
 
 
-def info() -> dict:
-    """The stanza's `pgbackrest info` (JSON): its backups and the WAL range in each repository."""
-    result = run("--output=json", "info", timeout=120)
+def info(repo: int | None = None) -> dict:
+    """The stanza's `pgbackrest info` (JSON): each repository's status, backups and WAL range
+    (only repository `repo` when given: a dead S3 is then not even asked)."""
+    args = [f"--repo={repo}"] if repo else []
+    result = run(*args, "--output=json", "info", timeout=120)
     stanzas = json.loads(result.stdout)
     if not stanzas:
         raise PitrError(f"the pgBackRest repository has no stanza {STANZA!r}: has PITR ever started?")
     return stanzas[0]
-
-
-def backups(stanza_info: dict) -> list[dict]:
-    """Every backup, oldest first, with `started`/`stopped` as aware datetimes."""
-    found = []
-    for backup in stanza_info.get("backup", []):
-        stamps = backup["timestamp"]
-        found.append(
-            {
-                "label": backup["label"],
-                "type": backup["type"],
-                "started": datetime.fromtimestamp(stamps["start"], UTC),
-                "stopped": datetime.fromtimestamp(stamps["stop"], UTC),
-                "repo": backup.get("database", {}).get("repo-key", 1),
-                "error": backup.get("error", False),
-            }
-        )
-    return sorted(found, key=lambda backup: backup["stopped"])
-
-
-def newest_archived_wal(stanza_info: dict) -> str | None:
-    """The newest WAL segment name in any repository."""
-    names = [archive.get("max") for archive in stanza_info.get("archive", []) if archive.get("max")]
-    return max(names, key=lambda name: name[8:]) if names else None

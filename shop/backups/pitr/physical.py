@@ -1,6 +1,8 @@
 """Physical backups with pgBackRest (the beat task `pitr_backup`): full weekly, differential
 daily by default (PITR_FULL_SCHEDULE, PITR_DIFF_SCHEDULE). pgBackRest expires what the
-retention settings no longer need after each backup (see config.py)."""
+retention settings no longer need after each backup (see config.py). The runner's first full
+backup, when it makes the stanza, comes through here too (`manage.py pitr_backup --missing`), so
+the monitoring's "last physical backup" knows it."""
 
 import logging
 import time
@@ -8,23 +10,46 @@ import time
 from django.conf import settings
 
 from shop.backups import status
-from shop.backups.pitr import pgbackrest
+from shop.backups.pitr import pgbackrest, repository
 from shop.backups.pitr.config import repositories
 from shop.backups.pitr.pgbackrest import PitrError
 
 logger = logging.getLogger("shop.backups")
 KINDS = ("full", "diff", "incr")
 STATUS_KEY = "pitr_last_backup"
+LOCK_BUSY = "ERROR: [050]"  # pgBackRest's LockAcquireError
 
 
-def run_physical_backup(kind: str = "full") -> dict:
-    """One backup to every configured repository; recorded in status.json either way."""
+def make_stanza(wait_seconds: float = 60) -> None:
+    """stanza-create: idempotent; it makes the stanza in any repository that has none (new or lost).
+    It needs the stanza's archive lock, which asynchronous archive-push holds while it pushes: a
+    busy lock is tried again for `wait_seconds`."""
+    pgbackrest.require_enabled()
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            pgbackrest.run("stanza-create", timeout=300)
+            return
+        except PitrError as exc:
+            if LOCK_BUSY not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def repositories_without_backup() -> list[int]:
+    """The configured repositories that hold no finished backup (a new stanza, a lost repository)."""
+    held = {backup["repo"] for backup in repository.backups(pgbackrest.info()) if not backup["error"]}
+    return [repo for repo in repositories(settings.BACKUP_S3_BUCKET) if repo not in held]
+
+
+def run_physical_backup(kind: str = "full", repos: list[int] | None = None) -> dict:
+    """One backup to every configured repository (or to `repos`); recorded in status.json either way."""
     if kind not in KINDS:
         raise PitrError(f"unknown backup type {kind!r}: choose from {', '.join(KINDS)}")
     pgbackrest.require_enabled()
     began = time.monotonic()
     try:
-        for repo in repositories(settings.BACKUP_S3_BUCKET):
+        for repo in repositories(settings.BACKUP_S3_BUCKET) if repos is None else repos:
             timeout = settings.BACKUP_PG_TIMEOUT or None
             pgbackrest.run(f"--repo={repo}", f"--type={kind}", "backup", timeout=timeout)
     except PitrError as exc:

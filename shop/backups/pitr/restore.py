@@ -1,10 +1,12 @@
 """Restore to a time (`manage.py restore_backup --to "2026-11-28 10:15:00+00"` or `--to latest`).
 
-1. Check: pgBackRest's repository has a physical backup that finished before the target and WAL
-   archived after it (`pgbackrest info`); the live server must be stopped (the runner's
-   `python -m ops.runner restore --to ...` stops it and starts it again afterwards).
-2. `pgbackrest restore --type=time --target=T --target-action=promote` (`--to latest`: to the end
-   of the archive) into a NEW directory next to the live one, `<live>.pitr-<stamp>`.
+1. Check: a pgBackRest repository has a physical backup that finished before the target and WAL
+   archived after it (`pgbackrest info`; repository.py chooses repo1 or repo2, or takes --repo);
+   the live server must be stopped (the runner's `python -m ops.runner restore --to ...` stops
+   it and starts it again afterwards).
+2. `pgbackrest restore --repo=N --type=time --target=T --target-action=promote` (`--to latest`: to
+   the end of the archive) into a NEW directory next to the live one, `<live>.pitr-<stamp>`; the
+   restore_command it writes reads the WAL from the same repository.
 3. Start a temporary PostgreSQL on it (127.0.0.1, a spare port) and wait until it has replayed
    the WAL up to the target and promoted itself (a new timeline, archived like any other).
 4. Read the product images the restored rows name (shop/catalog/media.py) and bring each into
@@ -31,7 +33,7 @@ from django.conf import settings
 
 from shop.backups import blobs, status
 from shop.backups.blobs import copy_hashing
-from shop.backups.pitr import config, pgbackrest, switch
+from shop.backups.pitr import config, pgbackrest, repository, switch
 from shop.backups.pitr.pgbackrest import PitrError
 from shop.catalog import media
 
@@ -50,6 +52,8 @@ class PitrPlan:
     restored: Path
     stamp: str
     backup: dict
+    repo: int  # the pgBackRest repository restored from (repository.py chooses it)
+    other_repos: list[int] = field(default_factory=list)  # those that could serve the target too
     lines: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -85,35 +89,25 @@ def live_directory() -> Path:
     return Path(settings.PITR_PG_DATA)
 
 
-def make_plan(target_text: str) -> PitrPlan:
+def make_plan(target_text: str, repo: int | None = None) -> PitrPlan:
     pgbackrest.require_enabled()
     target = parse_target(target_text)
     live = live_directory()
-    stanza = pgbackrest.info()
-    if stanza.get("status", {}).get("code", 0) not in (0,):
-        raise PitrError(f"the pgBackRest repository is not usable: {stanza['status'].get('message')}")
-    done = [backup for backup in pgbackrest.backups(stanza) if not backup["error"]]
-    if not done:
-        raise PitrError(
-            "there is no physical backup in the pgBackRest repository: nothing to replay WAL onto"
-        )
-    usable = [backup for backup in done if target is None or backup["stopped"] <= target]
-    if not usable:
-        raise PitrError(
-            f"no physical backup finished before {target.isoformat(sep=' ')}: the oldest finished at "
-            f"{done[0]['stopped'].isoformat(sep=' ')}; choose a later time"
-        )
-    newest_wal = pgbackrest.newest_archived_wal(stanza)
-    if not newest_wal:
-        raise PitrError("no WAL is archived: the repository cannot bring a backup forward to a time")
+    try:
+        choice = repository.choose(pgbackrest.info(repo), target, repo)
+    except repository.NoRepository as exc:
+        raise PitrError(f"cannot restore to {target_text}: {exc}") from None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    plan = PitrPlan(target, live, switch.restored_path(live, stamp), stamp, usable[-1])
+    plan = PitrPlan(
+        target, live, switch.restored_path(live, stamp), stamp, choice.backup, choice.repo, choice.others
+    )
     backup = plan.backup
     plan.lines = [
         f"target: {plan.target_text}",
+        *choice.lines,
         f"physical backup: {backup['label']} ({backup['type']}, "
-        f"finished {backup['stopped'].isoformat(sep=' ')})",
-        f"WAL archived up to segment {newest_wal}",
+        f"finished {backup['stopped'].isoformat(sep=' ')}) in repo{plan.repo}",
+        f"WAL archived up to segment {choice.newest_wal} in repo{plan.repo}",
         f"restore into {plan.restored}, replay WAL on a temporary server, bring the images the rows name "
         f"into {settings.MEDIA_ROOT} from {blobs.store_root()}",
         f"then switch: {live} -> {switch.previous_path(live, stamp)} (kept for rollback), "
@@ -136,11 +130,13 @@ def server_running(data_dir: Path) -> bool:
     return True
 
 
-def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -> list[str] | None:
+def restore_to_time(
+    target_text: str, *, dry_run: bool, confirm, show, report, repo: int | None = None
+) -> list[str] | None:
     finished = switch.finish_interrupted_switch(live_directory()) if settings.PITR_PG_DATA else None
     if finished:
         report.step(finished)
-    plan = make_plan(target_text)
+    plan = make_plan(target_text, repo)
     show(plan.lines)
     if dry_run or not confirm():
         return None
@@ -151,7 +147,7 @@ def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -
         )
     began = time.monotonic()
     try:
-        report.step(f"restoring the physical backup and WAL into {plan.restored}")
+        report.step(f"restoring the physical backup from repo{plan.repo} into {plan.restored}")
         restore_files(plan)
         report.step("replaying WAL on a temporary server")
         try:
@@ -179,7 +175,7 @@ def restore_to_time(target_text: str, *, dry_run: bool, confirm, show, report) -
     previous = switch.switch(plan.live, plan.restored, plan.stamp)
     seconds = round(time.monotonic() - began, 1)
     summary = [
-        f"restored to {plan.target_text} from backup {plan.backup['label']} in {seconds} s",
+        f"restored to {plan.target_text} from backup {plan.backup['label']} (repo{plan.repo}) in {seconds} s",
         *plan.notes,
         server.last_transaction,
         f"{len(names)} image file(s) checked in {settings.MEDIA_ROOT}",
@@ -193,6 +189,7 @@ def record(plan: PitrPlan, summary: list[str]) -> None:
     with status.updating() as current:
         current["last_pitr_restore"] = {
             "target": plan.target_text,
+            "repo": plan.repo,
             "at": status.now_iso(),
             "summary": summary,
         }
@@ -210,12 +207,20 @@ def restore_files(plan: PitrPlan) -> None:
     ids = os_user_ids()
     if ids:
         os.chown(plan.restored, *ids)
-    args = [f"--pg1-path={plan.restored}"]
+    # --repo also goes into the restore_command pgBackRest writes: the WAL comes from the same one.
+    args = [f"--pg1-path={plan.restored}", f"--repo={plan.repo}"]
     if plan.target is None:
         args += ["--type=default"]
     else:
         args += ["--type=time", f"--target={plan.target.isoformat(sep=' ')}", "--target-action=promote"]
-    pgbackrest.run(*args, "restore", timeout=settings.BACKUP_PG_TIMEOUT or None)
+    try:
+        pgbackrest.run(*args, "restore", timeout=settings.BACKUP_PG_TIMEOUT or None)
+    except PitrError as exc:
+        # `info` reads a repository's lists, not its files: a backup lost from one shows here.
+        hints = [
+            f"run it again with --repo {repo} (repo{repo} can serve it too)" for repo in plan.other_repos
+        ]
+        raise PitrError("; ".join([str(exc), *hints])) from None
 
 
 def spare_port() -> int:

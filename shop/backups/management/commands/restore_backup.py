@@ -35,6 +35,13 @@ class Command(BaseCommand):
             action="store_true",
             help="finish or undo a restore that was killed halfway (the next backup or restore does it too)",
         )
+        parser.add_argument(
+            "--repo",
+            type=int,
+            choices=[1, 2],
+            help="with --to: the pgBackRest repository to restore from (1: the backup volume, 2: S3); "
+            "default: the one that can serve the time, repo1 when both can",
+        )
         parser.add_argument("--source", choices=["local", "s3"], help="default: local, else S3")
         parser.add_argument("--only", choices=["db", "uploads"], help="restore only the database or uploads")
         parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -42,14 +49,29 @@ class Command(BaseCommand):
         parser.add_argument("--identity", metavar="FILE", help=IDENTITY_HELP)
 
     def handle(
-        self, *args, set_id, latest, to, recover, source, only, dry_run, yes, identity, verbosity, **options
+        self,
+        *args,
+        set_id,
+        latest,
+        to,
+        recover,
+        repo,
+        source,
+        only,
+        dry_run,
+        yes,
+        identity,
+        verbosity,
+        **options,
     ):
         skip_collection_at_exit()
+        if repo is not None and to is None:
+            raise CommandError("--repo chooses a pgBackRest repository: it goes with --to TIME")
         if recover:
             self._recover(verbosity)
             return
         if to is not None:
-            self._restore_to_time(to, dry_run, yes, verbosity)
+            self._restore_to_time(to, repo, dry_run, yes, verbosity)
             return
         # --verbosity 0 prints nothing, but a plan that needs a confirmation is always shown.
         self.quiet = verbosity == 0 and yes and not dry_run
@@ -76,13 +98,14 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
 
-    def _restore_to_time(self, to, dry_run, yes, verbosity):
+    def _restore_to_time(self, to, repo, dry_run, yes, verbosity):
         from shop.backups.pitr.restore import restore_to_time
 
         self.quiet = verbosity == 0 and yes and not dry_run
         try:
             summary = restore_to_time(
                 to,
+                repo=repo,
                 dry_run=dry_run,
                 confirm=lambda: yes or self._confirm(),
                 show=self._show_plan,
