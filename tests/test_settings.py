@@ -16,9 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def manage(*args, unset: tuple[str, ...] = (), **env):
     """manage.py in a process of its own, with these variables set and those in `unset` removed."""
     inherited = {name: value for name, value in os.environ.items() if name not in unset}
-    environment = {**inherited, "DJANGO_READ_DOT_ENV": "false", **env}
+    return python("manage.py", *args, environment={**inherited, "DJANGO_READ_DOT_ENV": "false", **env})
+
+
+def python(*args: str, environment: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *args],
+        [sys.executable, *args],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -135,3 +138,57 @@ def test_the_site_admins_come_from_django_admins(tmp_path):
     result = manage("shell", "-c", code, DJANGO_ADMINS="Ops Team", LOG_DIR=str(tmp_path))
     assert result.returncode != 0
     assert "DJANGO_ADMINS='Ops Team' has an entry without an email address" in result.stderr
+
+
+def django_script(script: str, tmp_path, **env) -> subprocess.CompletedProcess:
+    """`script` run by python in a process of its own, with Django's settings and these variables."""
+    environment = {
+        **os.environ,
+        "DJANGO_READ_DOT_ENV": "false",
+        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "LOG_DIR": str(tmp_path),
+        **env,
+    }
+    return python("-c", script, environment=environment)
+
+
+@pytest.mark.parametrize("schedule", ["0 2 * *", "0 2 * * * *", "0 2 * * mon;rm"])
+def test_a_backup_schedule_that_is_not_5_cron_fields_is_refused(tmp_path, schedule):
+    result = manage("check", BACKUP_SCHEDULE=schedule, LOG_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert f"BACKUP_SCHEDULE={schedule!r} is not a 5-field cron expression" in result.stderr
+
+
+def test_beat_gets_celery_crontabs_of_the_cron_settings(tmp_path):
+    """Settings keep cron expressions as strings (no Celery import there); the app makes crontabs."""
+    script = (
+        "import django; django.setup()\n"
+        "from celery.schedules import crontab\n"
+        "from shop.celery import app\n"
+        "schedule = app.conf.beat_schedule\n"
+        "assert schedule['backup-set']['schedule'] == crontab('15', '3', '1-5', '*', '*'), schedule\n"
+        "assert schedule['verify-latest-set']['schedule'] == crontab('30', '4', '0', '*', '*'), schedule\n"
+        "print(type(schedule['check-backup-alerts']['schedule']).__name__)\n"
+    )
+    result = django_script(
+        script, tmp_path, BACKUP_SCHEDULE="15 3 * * 1-5", BACKUP_VERIFY_SCHEDULE="30 4 * * 0"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "timedelta"  # left as it was
+
+
+def test_a_backup_command_does_not_load_celery(tmp_path):
+    """Celery (~0.15 s, ~8 MB of every start-up) is loaded by what sends or runs tasks, not by
+    settings or the shop package: the backup and restore commands do without it."""
+    script = (
+        "import sys, django; django.setup()\n"
+        "from django.core.management import load_command_class\n"
+        "for name in ('backup_now', 'restore_backup', 'verify_backup', 'list_backups'):\n"
+        "    load_command_class('shop.backups', name)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('celery', 'kombu')))\n"
+        "from shop import celery_app\n"
+        "print(celery_app.main)\n"
+    )
+    result = django_script(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "shop"]

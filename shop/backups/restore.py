@@ -16,6 +16,7 @@ error says exactly where everything is and which commands finish the job by hand
 import contextlib
 import logging
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from shop.backups import durable, media_bucket, staging, status
 from shop.backups.archive import media_totals
 from shop.backups.database import (
     DatabaseSwap,
+    database_exists,
     database_size,
     derived_name,
     drop_database,
@@ -215,6 +217,18 @@ def plan_lines(plan: RestorePlan) -> list[str]:
     return lines
 
 
+def _unused_stamp(media_root: Path, set_id: str) -> str:
+    """The time stamp naming what this restore keeps for rollback; one-second resolution, so a
+    restore right after another (in the same second) waits for a stamp neither one has used."""
+    while True:
+        stamp = new_set_id()
+        with maintenance_connection() as conn:
+            taken = database_exists(conn, derived_name(f"pre_restore_{stamp}"))
+        if not taken and not _upload_paths(media_root, set_id, stamp)[1].exists():
+            return stamp
+        time.sleep(0.2)
+
+
 def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path]:
     """(staging, previous): hidden directories inside MEDIA_ROOT, whether or not it is a mount
     point (see shop/backups/swap.py), so the swap renames within one filesystem."""
@@ -224,8 +238,8 @@ def _upload_paths(media_root: Path, set_id: str, stamp: str) -> tuple[Path, Path
 def execute(plan: RestorePlan, report, blobs_checked: bool = True) -> list[str]:
     if plan.media and not plan.parts:  # only the images, into the media bucket
         return _restore_images_only(plan.media, report)
-    stamp = new_set_id()
     media_root = Path(settings.MEDIA_ROOT)
+    stamp = _unused_stamp(media_root, plan.set_id)
     staging_dir, previous_dir = _upload_paths(media_root, plan.set_id, stamp)
     staging_db = derived_name(f"restoring_{plan.set_id}")
     previous_db = derived_name(f"pre_restore_{stamp}")

@@ -50,7 +50,7 @@ def configured() -> bool:
     return bool(settings.BACKUP_S3_BUCKET)
 
 
-def client():
+def client(own_session: bool = False):
     if not configured():
         raise BackupError("S3 is not configured: set BACKUP_S3_BUCKET (and the endpoint and credentials).")
     # Imported here, not at the top: boto3 takes about 0.1 s to import, and every manage.py
@@ -58,7 +58,10 @@ def client():
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    # own_session: botocore's loaded models belong to that session and go with the client (the
+    # default session keeps them for the process, so later clients are cheaper to make).
+    maker = boto3.session.Session() if own_session else boto3
+    return maker.client(
         "s3",
         endpoint_url=settings.BACKUP_S3_ENDPOINT_URL,
         region_name=settings.BACKUP_S3_REGION,

@@ -2,15 +2,17 @@
 
 import itertools
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
-from celery.schedules import crontab
+if TYPE_CHECKING:
+    from celery.schedules import crontab
 
 # Two whole years of days, so that monthly and yearly schedules are measured too.
 _FIRST_DAY = date(2025, 1, 1)
 _DAYS = 2 * 366
 
 
-def _runs_on(schedule: crontab, day: date) -> bool:
+def _runs_on(schedule: "crontab", day: date) -> bool:
     # Celery's crontab runs on a day that matches both the day of month and the day of week
     # (cron's 0 = Sunday; Python's weekday() 0 = Monday).
     return (
@@ -20,8 +22,18 @@ def _runs_on(schedule: crontab, day: date) -> bool:
     )
 
 
-def longest_gap(schedule: crontab) -> timedelta:
+def cron_schedule(expression: str) -> "crontab":
+    """Celery's crontab of a 5-field cron expression ("minute hour day-of-month month day-of-week")."""
+    from celery.schedules import crontab  # here, not at the top: Celery costs ~0.15 s to import
+
+    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    return crontab(minute, hour, day_of_week, day_of_month, month_of_year)
+
+
+def longest_gap(schedule: "crontab | str") -> timedelta:
     """The longest time between two consecutive runs of `schedule` (over two years of runs)."""
+    if isinstance(schedule, str):
+        schedule = cron_schedule(schedule)
     times = sorted(timedelta(hours=h, minutes=m) for h in schedule.hour for m in schedule.minute)
     days = [d for n in range(_DAYS) if _runs_on(schedule, d := _FIRST_DAY + timedelta(days=n))]
     if len(days) < 2:  # e.g. only on February 29th: at most once in the window

@@ -6,7 +6,6 @@ instead of the quick tasks' defaults: a big shop's dump or upload takes hours, b
 
 import logging
 
-from celery import shared_task
 from django.conf import settings
 
 from shop.backups import alerts, image_archive, local, status
@@ -14,6 +13,7 @@ from shop.backups.backup import run_backup, upload_with_lock
 from shop.backups.errors import BackupBusy, BackupError, OffsiteError
 from shop.backups.progress import LoggingReporter
 from shop.backups.verify import verify_set
+from shop.celery import app
 
 logger = logging.getLogger("shop.backups")
 
@@ -33,7 +33,7 @@ TIME_LIMITS = {
 }
 
 
-@shared_task(name="shop.backups.tasks.scheduled_backup", **TIME_LIMITS)
+@app.task(name="shop.backups.tasks.scheduled_backup", **TIME_LIMITS)
 def scheduled_backup() -> str | None:
     """Run by Celery beat on BACKUP_SCHEDULE. Skips (with a log line) if a backup is running."""
     try:
@@ -49,7 +49,7 @@ def scheduled_backup() -> str | None:
     return outcome.set_id
 
 
-@shared_task(
+@app.task(
     name="shop.backups.tasks.upload_backup_set",
     autoretry_for=(OffsiteError, BackupBusy),
     retry_backoff=UPLOAD_RETRY_BACKOFF,
@@ -63,7 +63,7 @@ def upload_backup_set(set_id: str) -> str:
     return set_id
 
 
-@shared_task(name="shop.backups.tasks.verify_latest_set", **TIME_LIMITS)
+@app.task(name="shop.backups.tasks.verify_latest_set", **TIME_LIMITS)
 def verify_latest_set() -> str | None:
     """Run by Celery beat on BACKUP_VERIFY_SCHEDULE: a test restore of the newest local set."""
     set_ids = local.local_set_ids()
@@ -88,7 +88,7 @@ def verify_latest_set() -> str | None:
     return set_id
 
 
-@shared_task(bind=True, name="shop.backups.tasks.archive_images")
+@app.task(bind=True, name="shop.backups.tasks.archive_images")
 def archive_images(self, names: list[str]) -> dict[str, str]:
     """Queued after each commit that stores image files (shop/backups/image_archive.py): a quick
     task with the quick tasks' limits, retried with backoff while the store or S3 fails."""
@@ -101,7 +101,7 @@ def archive_images(self, names: list[str]) -> dict[str, str]:
         ) from exc
 
 
-@shared_task(name="shop.backups.tasks.pitr_backup", **TIME_LIMITS)
+@app.task(name="shop.backups.tasks.pitr_backup", **TIME_LIMITS)
 def pitr_backup(kind: str = "full") -> dict | None:
     """Run by Celery beat on PITR_FULL_SCHEDULE ("full") and PITR_DIFF_SCHEDULE ("diff"): a
     pgBackRest backup to every repository; pgBackRest then expires what retention lets go."""
@@ -117,7 +117,7 @@ def pitr_backup(kind: str = "full") -> dict | None:
         _check_alerts()
 
 
-@shared_task(name="shop.backups.tasks.check_backup_alerts")
+@app.task(name="shop.backups.tasks.check_backup_alerts")
 def check_backup_alerts() -> list[str]:
     """Run by Celery beat every BACKUP_ALERT_CHECK_MINUTES: mails ADMINS when an alert starts or ends.
     A quick task (seconds), with the quick tasks' time limits: a mail server that hangs is cut off."""

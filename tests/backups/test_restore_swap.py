@@ -7,14 +7,18 @@ database rename): everything else is real (PostgreSQL, files).
 import errno
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.core.management.base import CommandError
+from psycopg import sql
 
 from shop.backups import database
 from shop.backups.database import live_database_name
+from shop.backups.manifest import new_set_id
+from shop.backups.swap import PREVIOUS_PREFIX
 from shop.catalog.models import Product
 from tests.backups.conftest import (
     backup_now,
@@ -180,3 +184,24 @@ def test_when_the_undo_fails_too_recover_finishes_the_undo_once_the_cause_is_gon
     assert hidden_entries(media_root) == []
     assert derived_databases() == []
     assert run_command("restore_backup", "--recover") == ["No interrupted restore: nothing to do."]
+
+
+def test_a_restore_never_takes_the_rollback_names_an_earlier_one_kept(backed_up_then_changed, media_root):
+    """Names of what a restore keeps for rollback have one-second resolution: a restore started
+    in the same second as the previous one (or as an earlier one's kept copies) waits for a free
+    stamp instead of failing on `database ... already exists` halfway through the swap."""
+    set_id = backup_now("--no-upload")
+    now = datetime.now(UTC)
+    taken = [new_set_id(now + timedelta(seconds=second)) for second in range(3)]
+    kept_db = f"{live_database_name()}__pre_restore_{taken[0]}"
+    with database.maintenance_connection() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(kept_db)))
+    for stamp in taken[1:]:
+        (media_root / f"{PREVIOUS_PREFIX}{stamp}").mkdir()
+
+    run_command("restore_backup", set_id, "--yes")
+
+    new_copies = [name for name in derived_databases() if "__pre_restore_" in name and name != kept_db]
+    assert len(new_copies) == 1
+    assert new_copies[0].rsplit("_", 1)[1] > taken[-1]
+    assert (media_root / f"{PREVIOUS_PREFIX}{new_copies[0].rsplit('_', 1)[1]}").is_dir()
