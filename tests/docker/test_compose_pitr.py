@@ -7,8 +7,10 @@ data directory destroyed and images uploaded during the load deleted; `make pitr
 Every order and image committed up to one archive timeout (+ slack) before T is back and served,
 nothing committed after T is; the measured RPO and the restore's duration are printed.
 
-repo2 (S3) is not part of this test: pgBackRest reaches S3 over HTTPS only and the MinIO
-stand-in speaks HTTP (the backup worker then leaves repo2 out and says so).
+repo2 (S3) is part of it: pgBackRest reaches S3 over HTTPS only and the MinIO stand-in speaks
+HTTP, so tests/docker/compose-s3-tls.yml puts a TLS proxy in front of it (a throwaway CA the test
+makes; pgBackRest verifies against it through PITR_S3_CA_FILE). WAL and the full backup must reach
+both repositories, and the restored cluster's new timeline too.
 """
 
 import hashlib
@@ -25,8 +27,11 @@ import requests
 from tests.docker.compose_project import (
     BUILD_ON_HOST_NETWORK,
     DEVELOPMENT_FILES,
+    S3_CA_IN_CONTAINERS,
+    S3_OVER_TLS,
     ComposeProject,
     free_ports,
+    make_s3_tls_certificate,
 )
 from tests.shop_http import (
     STAFF_PASSWORD,
@@ -49,13 +54,17 @@ ARCHIVE_SLACK = 5
 PROMISED_WITHIN = timedelta(seconds=ARCHIVE_TIMEOUT + ARCHIVE_SLACK)
 # Orders and uploads through nginx before the disaster.
 LOAD_SECONDS = 25
+# The development files with S3 over HTTPS (repo2).
+PITR_FILES = [*DEVELOPMENT_FILES, str(S3_OVER_TLS)]
 
 
 @pytest.fixture(scope="module")
 def stack():
-    """The development stack with PITR on, in a fresh copy of the project after `make init`."""
-    project = ComposeProject.fresh()
+    """The development stack with PITR on and S3 over HTTPS, in a fresh copy of the project
+    after `make init`."""
+    project = ComposeProject.fresh().with_files(PITR_FILES)
     project.run("make", "init")
+    make_s3_tls_certificate(project.root)
     http, database, console, mail = free_ports(4)
     project.set_env(
         NGINX_HTTP_PORT=f"127.0.0.1:{http}",
@@ -64,6 +73,7 @@ def stack():
         MAILPIT_PORT=str(mail),
         PITR_ENABLED="true",
         PITR_ARCHIVE_TIMEOUT=str(ARCHIVE_TIMEOUT),
+        PITR_S3_CA_FILE=S3_CA_IN_CONTAINERS,
     )
     project.urls = {"http": f"http://127.0.0.1:{http}"}  # type: ignore[attr-defined]
     project.state = {}  # type: ignore[attr-defined]
@@ -92,10 +102,12 @@ def psql(project: ComposeProject, query: str, database: str = "postgres") -> str
     return project.exec("database", "psql", "-U", user, "-d", database, "-Atc", query).stdout.strip()
 
 
-def pgbackrest_info(project: ComposeProject) -> dict:
+def pgbackrest_info(project: ComposeProject, repo: int) -> dict:
+    """`pgbackrest info` of one repository, asked on the repository host (the backup worker)."""
     result = project.exec(
-        "backup", "sh", "-c", 'pgbackrest --config="$PITR_PGBACKREST_CONFIG" --stanza=shop --output=json info'
-    )
+        "backup", "sh", "-c",
+        f'pgbackrest --config="$PITR_PGBACKREST_CONFIG" --stanza=shop --repo={repo} --output=json info',
+    )  # fmt: skip
     return json.loads(result.stdout)[0]
 
 
@@ -144,17 +156,30 @@ def test_wal_is_archived_over_tls_and_the_backup_worker_takes_a_full_backup(stac
         "from shop.backups.tasks import pitr_backup; "
         "pitr_backup.apply_async(args=['full'], queue='backups'); print('sent')"
     )
-    info = wait_for(
-        lambda: (found := pgbackrest_info(stack)).get("backup") and found,
-        300,
-        lambda: f"no physical backup:\n{stack.logs('backup', 'pgbackrest-db', tail=80)}",
-    )
-    stack.state["full backup seconds"] = round(time.monotonic() - began)
-    assert [backup["type"] for backup in info["backup"]] == ["full"]
-    assert info["status"]["code"] == 0, info["status"]
-    archive = info["archive"][0]
-    assert archive["min"]
-    assert archive["max"] >= info["backup"][0]["archive"]["stop"]
+    # One backup per repository (pgBackRest's backup writes to one): repo1, then repo2 on S3.
+    infos = {}
+    for repo in (1, 2):
+        infos[repo] = wait_for(
+            lambda repo=repo: (found := pgbackrest_info(stack, repo)).get("backup") and found,
+            300,
+            lambda repo=repo: f"no backup in repo{repo}:\n{stack.logs('backup', 'pgbackrest-db', tail=80)}",
+        )
+    stack.state["full backup seconds (both repositories)"] = round(time.monotonic() - began)
+    for repo, info in infos.items():
+        assert [backup["type"] for backup in info["backup"]] == ["full"], repo
+        assert [backup["database"]["repo-key"] for backup in info["backup"]] == [repo]
+        assert info["status"]["code"] == 0, (repo, info["status"])
+        # The WAL the backup needs, and what the server archived since, is in each repository.
+        archive = info["archive"][0]
+        assert archive["database"]["repo-key"] == repo
+        assert archive["min"], repo
+        assert archive["max"] >= info["backup"][0]["archive"]["stop"], repo
+    # repo2 is the S3 bucket, reached over HTTPS with the certificate verified against its CA.
+    settings = stack.exec("backup", "sh", "-c", 'cat "$PITR_PGBACKREST_CONFIG"').stdout
+    assert "repo2-type=s3" in settings
+    assert f"repo2-storage-ca-file={S3_CA_IN_CONTAINERS}" in settings
+    assert "verify-tls" not in settings
+    info = infos[1]
     # In repo1 on the backup volume, owned by the shop's user (the backup worker and pgbackrest-repo).
     repository = stack.backups / "pgbackrest"
     assert (repository / "backup" / "shop" / info["backup"][0]["label"]).is_dir()
@@ -225,7 +250,7 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
     began = time.monotonic()
     restored = stack.run(
         "make", "pitr-restore", f"TO={target}", "YES=1",
-        env={"COMPOSE_FILE": os.pathsep.join(DEVELOPMENT_FILES)}, check=False, timeout=1200,
+        env={"COMPOSE_FILE": os.pathsep.join(PITR_FILES)}, check=False, timeout=1200,
     )  # fmt: skip
     restore_seconds = time.monotonic() - began
     stack.state["pitr-restore seconds"] = round(restore_seconds)
@@ -277,3 +302,5 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
     assert not list((postgres / "pitr").glob("restore-*"))
     segment = archived_wal_after_switch(stack)
     assert segment.startswith("00000002"), segment
+    for repo in (1, 2):
+        assert pgbackrest_info(stack, repo)["archive"][-1]["max"] >= segment, repo

@@ -24,7 +24,7 @@ def run_physical_backup(kind: str = "full") -> dict:
     pgbackrest.require_enabled()
     began = time.monotonic()
     try:
-        for repo in repositories(settings.BACKUP_S3_BUCKET):
+        for repo in repositories(settings.BACKUP_S3_BUCKET, settings.BACKUP_S3_ENDPOINT_URL or ""):
             timeout = settings.BACKUP_PG_TIMEOUT or None
             pgbackrest.run(f"--repo={repo}", f"--type={kind}", "backup", timeout=timeout)
     except PitrError as exc:
