@@ -24,7 +24,8 @@ S3_OVER_TLS = HERE / "compose-s3-tls.yml"
 # The S3 CA for pgBackRest, where the README tells a shop to put its own (PITR_S3_CA_FILE).
 S3_CA_IN_CONTAINERS = "/etc/pgbackrest/tls/s3-ca.crt"
 DEVELOPMENT_FILES = ["docker-compose.yml", "docker-compose.override.yml", str(STANDIN_MC)]
-PRODUCTION_FILES = ["docker-compose.yml", "docker-compose.prod.yml", str(PRODUCTION_S3)]
+# MinIO as the production S3, behind a TLS proxy (compose-s3-tls.yml).
+PRODUCTION_FILES = ["docker-compose.yml", "docker-compose.prod.yml", str(PRODUCTION_S3), str(S3_OVER_TLS)]
 APP_SERVICES = ("migrate", "backend", "worker", "backup", "beat")
 
 

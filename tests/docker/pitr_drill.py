@@ -1,16 +1,16 @@
-"""Point-in-time recovery in the development compose stack, run for real (README "Point-in-time
-recovery in compose"): PITR_ENABLED=true, WAL archived by the database through pgBackRest's TLS
-server on the repository host, a full physical backup taken by the backup worker through the
-database side's TLS server, then the drill of issue 12: orders placed and product images
-uploaded continuously through nginx (tests/shop_load.py); at a time T the database killed, its
-data directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
+"""Point-in-time recovery in a compose stack, run for real (README "Point-in-time recovery in
+compose"): the checks and the drill of issue 12, run on the production stack by
+tests/docker/test_compose_stacks.py (PITR is on by default there).
+
+WAL is archived by the database through pgBackRest's TLS server on the repository host, to repo1
+(the backup volume) and repo2 (S3: the MinIO stand-in behind the TLS proxy of
+tests/docker/compose-s3-tls.yml, its certificate verified against the test's CA through
+PITR_S3_CA_FILE); a full physical backup goes to both, taken by the backup worker through the
+database side's TLS server. Then the drill: orders placed and product images uploaded
+continuously through nginx (tests/shop_load.py); at a time T the database killed, its data
+directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
 Every order and image committed up to one archive timeout (+ slack) before T is back and served,
 nothing committed after T is; the measured RPO and the restore's duration are printed.
-
-repo2 (S3) is part of it: pgBackRest reaches S3 over HTTPS only and the MinIO stand-in speaks
-HTTP, so tests/docker/compose-s3-tls.yml puts a TLS proxy in front of it (a throwaway CA the test
-makes; pgBackRest verifies against it through PITR_S3_CA_FILE). WAL and the full backup must reach
-both repositories, and the restored cluster's new timeline too.
 """
 
 import hashlib
@@ -21,29 +21,9 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import requests
-
-from tests.docker.compose_project import (
-    BUILD_ON_HOST_NETWORK,
-    DEVELOPMENT_FILES,
-    S3_CA_IN_CONTAINERS,
-    S3_OVER_TLS,
-    ComposeProject,
-    free_ports,
-    make_s3_tls_certificate,
-)
-from tests.shop_http import (
-    STAFF_PASSWORD,
-    STAFF_USER,
-    add_to_cart,
-    assert_served_as_image,
-    browser,
-    place_order,
-)
+from tests.docker.compose_project import S3_CA_IN_CONTAINERS, ComposeProject
+from tests.shop_http import add_to_cart, assert_served_as_image, browser, place_order
 from tests.shop_load import Load
-
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500), pytest.mark.usefixtures("docker_engine")]
 
 # Short, so the test need not wait a minute for an idle segment to be shipped (default 60 s).
 ARCHIVE_TIMEOUT = 10
@@ -54,45 +34,6 @@ ARCHIVE_SLACK = 5
 PROMISED_WITHIN = timedelta(seconds=ARCHIVE_TIMEOUT + ARCHIVE_SLACK)
 # Orders and uploads through nginx before the disaster.
 LOAD_SECONDS = 25
-# The development files with S3 over HTTPS (repo2).
-PITR_FILES = [*DEVELOPMENT_FILES, str(S3_OVER_TLS)]
-
-
-@pytest.fixture(scope="module")
-def stack():
-    """The development stack with PITR on and S3 over HTTPS, in a fresh copy of the project
-    after `make init`."""
-    project = ComposeProject.fresh().with_files(PITR_FILES)
-    project.run("make", "init")
-    make_s3_tls_certificate(project.root)
-    http, database, console, mail = free_ports(4)
-    project.set_env(
-        NGINX_HTTP_PORT=f"127.0.0.1:{http}",
-        POSTGRES_PUBLISHED_PORT=str(database),
-        MINIO_CONSOLE_PORT=str(console),
-        MAILPIT_PORT=str(mail),
-        PITR_ENABLED="true",
-        PITR_ARCHIVE_TIMEOUT=str(ARCHIVE_TIMEOUT),
-        PITR_S3_CA_FILE=S3_CA_IN_CONTAINERS,
-    )
-    project.urls = {"http": f"http://127.0.0.1:{http}"}  # type: ignore[attr-defined]
-    project.state = {}  # type: ignore[attr-defined]
-    began = time.monotonic()
-    try:
-        # Two images: the shop's (migrate) and the database's (database/Dockerfile).
-        project.with_files(["docker-compose.yml", str(BUILD_ON_HOST_NETWORK)]).compose("build", timeout=1800)
-        project.state["build seconds"] = round(time.monotonic() - began)
-        project.state["up seconds"] = round(project.up())
-        yield project
-    finally:
-        project.compose(
-            "--profile", "pitr", "down", "--volumes", "--remove-orphans", check=False, timeout=600
-        )
-        for image in ("app", "database"):
-            project.run("docker", "image", "rm", f"{project.name}-{image}:latest", check=False)
-        # The database's files belong to its container user: removed as root (the tests' user).
-        project.run("rm", "-rf", str(project.root), check=False)
-        print(f"\ncompose PITR timings (s): {project.state}")
 
 
 def psql(project: ComposeProject, query: str, database: str = "postgres") -> str:
@@ -134,7 +75,9 @@ def archived_wal_after_switch(project: ComposeProject) -> str:
     return segment
 
 
-def test_wal_is_archived_over_tls_and_the_backup_worker_takes_a_full_backup(stack):
+def check_archiving_and_a_full_backup_in_both_repositories(stack: ComposeProject) -> None:
+    """archive_mode on, a write archived without a manual switch (wal-switch), and the beat task's
+    full backup in repo1 (owned by the shop's user) and in repo2 on S3 over verified HTTPS."""
     assert psql(stack, "SHOW archive_mode") == "on"
     assert psql(stack, "SHOW archive_timeout") == f"{ARCHIVE_TIMEOUT}s"
     for service in ("pgbackrest-db", "pgbackrest-repo"):
@@ -201,18 +144,13 @@ def image_names_by_product(project: ComposeProject) -> dict[str, list[str]]:
     return names
 
 
-def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
+def drill(stack: ComposeProject, base: str, files: list[str]) -> None:
     """Orders and product uploads go on through nginx; at T the database is killed, its data
     directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
     Every order answered and every image uploaded before T - archive timeout - slack is back
-    (the images from the continuous image archive only: no backup set was made), the shop
-    serves them, and it takes orders again."""
-    base = stack.urls["http"]
-    stack.manage("seed_demo")
-    stack.manage(
-        "createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "staff@example.com",
-        env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
-    )  # fmt: skip
+    (the images from the continuous image archive only: no backup set was made since), the shop
+    serves them, and it takes orders again. The staff user and a category must exist; `files`:
+    the stack's compose files, for `make pitr-restore`."""
     category = stack.shell("from shop.catalog.models import Category; print(Category.objects.first().pk)")
     uploads = stack.data / "uploads"
     postgres = stack.data / "postgres"
@@ -250,7 +188,7 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
     began = time.monotonic()
     restored = stack.run(
         "make", "pitr-restore", f"TO={target}", "YES=1",
-        env={"COMPOSE_FILE": os.pathsep.join(PITR_FILES)}, check=False, timeout=1200,
+        env={"COMPOSE_FILE": os.pathsep.join(files)}, check=False, timeout=1200,
     )  # fmt: skip
     restore_seconds = time.monotonic() - began
     stack.state["pitr-restore seconds"] = round(restore_seconds)
@@ -289,7 +227,7 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
         path = uploads / name
         assert path.is_file(), name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == name.rsplit("/", 1)[-1].split(".")[0], name
-        assert_served_as_image(requests.get(f"{base}/media/{name}", timeout=10))
+        assert_served_as_image(load.customer.get(f"{base}/media/{name}", timeout=10))
     # It takes orders again (a new customer: the old cart, in Redis, may name a product the
     # restore took back).
     customer = browser(base)
