@@ -21,11 +21,23 @@ BUILD_ON_HOST_NETWORK = HERE / "compose-build-host.yml"
 PRODUCTION_S3 = HERE / "compose-prod-s3.yml"
 STANDIN_MC = HERE / "compose-standin-mc.yml"
 S3_OVER_TLS = HERE / "compose-s3-tls.yml"
+TEST_HEALTH_PACE = HERE / "compose-test-health.yml"
 # The S3 CA for pgBackRest, where the README tells a shop to put its own (PITR_S3_CA_FILE).
 S3_CA_IN_CONTAINERS = "/etc/pgbackrest/tls/s3-ca.crt"
-DEVELOPMENT_FILES = ["docker-compose.yml", "docker-compose.override.yml", str(STANDIN_MC)]
+DEVELOPMENT_FILES = [
+    "docker-compose.yml",
+    "docker-compose.override.yml",
+    str(STANDIN_MC),
+    str(TEST_HEALTH_PACE),
+]
 # MinIO as the production S3, behind a TLS proxy (compose-s3-tls.yml).
-PRODUCTION_FILES = ["docker-compose.yml", "docker-compose.prod.yml", str(PRODUCTION_S3), str(S3_OVER_TLS)]
+PRODUCTION_FILES = [
+    "docker-compose.yml",
+    "docker-compose.prod.yml",
+    str(PRODUCTION_S3),
+    str(S3_OVER_TLS),
+    str(TEST_HEALTH_PACE),
+]
 APP_SERVICES = ("migrate", "backend", "worker", "backup", "beat")
 
 
