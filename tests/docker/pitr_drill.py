@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from tests.docker.compose_project import S3_CA_IN_CONTAINERS, ComposeProject
-from tests.shop_http import add_to_cart, assert_served_as_image, browser, place_order
+from tests.shop_http import add_to_cart, assert_served_as_image, browser, place_order, staff_session
 from tests.shop_load import Load
 
 # Short, so the test need not wait a minute for an idle segment to be shipped (default 60 s).
@@ -232,7 +232,9 @@ def drill(stack: ComposeProject, base: str, files: list[str]) -> None:
     # restore took back).
     customer = browser(base)
     add_to_cart(customer, base, 1, slug=load.products[0])
-    assert place_order(customer, base)
+    after_restore = place_order(customer, base)
+    assert after_restore
+    stack.state["order after the restore"] = after_restore
     # The destroyed directory's (empty) remains are kept for rollback, the restored cluster is live
     # on a new timeline, and archiving goes on from there.
     kept = list((postgres / "pitr").glob("before-*"))
@@ -242,3 +244,27 @@ def drill(stack: ComposeProject, base: str, files: list[str]) -> None:
     assert segment.startswith("00000002"), segment
     for repo in (1, 2):
         assert pgbackrest_info(stack, repo)["archive"][-1]["max"] >= segment, repo
+
+
+def restore_from_s3_alone(stack: ComposeProject, base: str, files: list[str]) -> None:
+    """After the drill: the backup volume's repository lost too (repo1 moved away);
+    `make pitr-restore TO=latest REPO=2` restores from S3 alone, and the order placed after the
+    drill's restore (its WAL archived to both repositories by then) is back and served."""
+    number = stack.state["order after the restore"]
+    repo1 = stack.backups / "pgbackrest"
+    repo1.rename(stack.backups / "pgbackrest.lost")
+    began = time.monotonic()
+    restored = stack.run(
+        "make", "pitr-restore", "TO=latest", "REPO=2", "YES=1",
+        env={"COMPOSE_FILE": os.pathsep.join(files)}, check=False, timeout=1200,
+    )  # fmt: skip
+    stack.state["pitr-restore from repo2 seconds"] = round(time.monotonic() - began)
+    assert restored.returncode == 0, f"{restored.stdout[-5000:]}\n{restored.stderr[-3000:]}"
+    assert "reading repo2, S3 bucket" in restored.stdout, restored.stdout[-3000:]
+    # (The restarted stack has a new repo1 by now: the backup worker creates the stanza at start.)
+    assert (stack.backups / "pgbackrest.lost").is_dir()
+    numbers = psql(stack, "SELECT number FROM orders_order", database=stack.env["POSTGRES_DB"]).split()
+    assert number in numbers, f"{number} is not back from repo2:\n{restored.stdout[-3000:]}"
+    page = staff_session(base).get(f"{base}/orders/{number}/", timeout=10)
+    assert page.status_code == 200
+    assert number in page.text

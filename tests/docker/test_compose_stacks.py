@@ -378,3 +378,9 @@ def test_production_drill_destroyed_database_restored_to_a_time_with_its_images(
     began = time.monotonic()
     pitr_drill.drill(prod, prod.urls["https"], PRODUCTION_FILES)
     prod.state["pitr drill seconds"] = round(time.monotonic() - began)
+
+
+def test_production_restore_to_a_time_from_s3_alone(prod):
+    began = time.monotonic()
+    pitr_drill.restore_from_s3_alone(prod, prod.urls["https"], PRODUCTION_FILES)
+    prod.state["pitr restore from repo2 seconds"] = round(time.monotonic() - began)
