@@ -73,9 +73,9 @@ down: docker-check  ## stop the Docker stack; the data under DATA_PATH stays
 # README "Point-in-time recovery in compose": stops the shop and the database, restores into a new
 # directory inside the data volume, brings the images back, switches (keeping the previous data)
 # and starts everything again. Production: COMPOSE_FILE=docker-compose.yml:docker-compose.prod.yml.
-pitr-restore: docker-check  ## database (+ images) back to TO="2026-11-28 10:15:00+00" or TO=latest; DRY_RUN=1, YES=1
+pitr-restore: docker-check  ## database (+ images) back to TO="2026-11-28 10:15:00+00" or TO=latest; DRY_RUN=1, YES=1, REPO=2 (S3)
 	@test -n "$(TO)" || { echo 'Say when: make pitr-restore TO="2026-11-28 10:15:00+00" (with its UTC offset) or TO=latest'; exit 1; }
-	python3 ops/pitr_restore.py --to "$(TO)" $(if $(DRY_RUN),--dry-run) $(if $(YES),--yes)
+	python3 ops/pitr_restore.py --to "$(TO)" $(if $(REPO),--repo "$(REPO)") $(if $(DRY_RUN),--dry-run) $(if $(YES),--yes)
 
 run: init venv  ## the same stack without Docker, under DATA_PATH (Ctrl-C stops it)
 	$(BIN)/python -m ops.runner

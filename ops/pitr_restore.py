@@ -2,7 +2,8 @@
 time (or TO=latest), with the product images the restored rows name (README "Point-in-time
 recovery in compose"). Standard library only: it drives `docker compose` from the host.
 
-1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repository on the backup volume).
+1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repository on the backup volume, or
+   with --repo 2 of the one on S3, for when the backup volume is lost).
    --dry-run stops here; otherwise it asks (unless --yes).
 2. Stop the shop's services, nginx, wal-switch, pgbackrest-db and the database (redis and pgbackrest-repo
    keep running).
@@ -96,7 +97,7 @@ def finish(container: str, shown: int) -> int:
     return status
 
 
-def restore(target: str, stamp: str) -> str:
+def restore(target: str, stamp: str, repo: str) -> str:
     """The restore (steps 2-6); where the database is now: the target or the end of the archive."""
     project = setting("COMPOSE_PROJECT_NAME", "shop", PROJECT_ROOT)
     # Reached by this name over the compose network: one DNS label, at most 63 characters.
@@ -106,8 +107,9 @@ def restore(target: str, stamp: str) -> str:
     switched = False
     try:
         compose(
-            "run", "--detach", "--name", container, "pitr-restore", "recover", target, stamp, capture=True
-        )
+            "run", "--detach", "--name", container,
+            "pitr-restore", "recover", target, stamp, repo, capture=True,
+        )  # fmt: skip
         try:
             shown = wait_until_ready(container)
             if END_OF_ARCHIVE_MARK in docker("logs", container).stdout:
@@ -156,6 +158,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--to", required=True, help='a time with its UTC offset ("2026-11-28 10:15:00+00") or latest'
     )
+    parser.add_argument(
+        "--repo",
+        choices=["1", "2"],
+        default="1",
+        help="restore from 1, the backup volume (default), or 2, S3 (when the backup volume is lost)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="show the plan; stop nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask")
     args = parser.parse_args(argv)
@@ -172,8 +180,8 @@ def main(argv=None) -> int:
     else:
         target = "latest"
     try:
-        say(f"the plan for a restore to {target}:")
-        compose("run", "--rm", "--no-deps", "pitr-restore", "plan", target)
+        say(f"the plan for a restore to {target} from repo{args.repo}:")
+        compose("run", "--rm", "--no-deps", "pitr-restore", "plan", target, args.repo)
         if args.dry_run:
             say("dry run: nothing was stopped or changed")
             return 0
@@ -186,7 +194,7 @@ def main(argv=None) -> int:
                 say("not confirmed: nothing changed")
                 return 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        reached = restore(target, stamp)
+        reached = restore(target, stamp, args.repo)
     except Failed as exc:
         print(f"pitr-restore: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -450,6 +450,9 @@ PITR_DIFF_SCHEDULE = env.str("PITR_DIFF_SCHEDULE", default="0 1 * * 1-6")  # the
 PITR_ARCHIVE_MAX_AGE_MINUTES = env.float("PITR_ARCHIVE_MAX_AGE_MINUTES", default=5)
 # pgBackRest speaks HTTPS only to S3; false accepts a self-signed certificate (tests, a LAN MinIO).
 PITR_S3_VERIFY_TLS = env.bool("PITR_S3_VERIFY_TLS", default=True)
+# A CA file the S3 endpoint's certificate is verified against (a private CA), instead of turning
+# the check off.
+PITR_S3_CA_FILE = env.str("PITR_S3_CA_FILE", default="")
 # WAL kept in pg_wal while a repository is unreachable; beyond it pgBackRest drops WAL (logged)
 # rather than fill the database's disk: the shop keeps taking orders, PITR has a gap.
 PITR_ARCHIVE_QUEUE_MAX = env.str("PITR_ARCHIVE_QUEUE_MAX", default="1GiB")

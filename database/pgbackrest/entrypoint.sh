@@ -47,6 +47,24 @@ prepare_pgbackrest() {
     done
 }
 
+# repo2 (S3) is kept by the repository host (pgbackrest-repo), which has the keys; archive-push
+# reaches it there over the same TLS connection as repo1 (pgBackRest runs the remote for repo2
+# with the repository host's own configuration). The same rule as the repository host's
+# (ops/entrypoint.sh): a bucket, and an endpoint that is not plain HTTP (pgBackRest speaks HTTPS
+# only to S3). Both sides must agree: a repo2 only one of them has fails every push or backup.
+s3_repository_on() {
+    [ -n "${BACKUP_S3_BUCKET:-}" ] || return 1
+    case "${BACKUP_S3_ENDPOINT_URL:-}" in
+        http://*) return 1 ;;
+    esac
+}
+
+export_repo2_on_the_repository_host() {
+    export PGBACKREST_REPO2_HOST=pgbackrest-repo PGBACKREST_REPO2_HOST_TYPE=tls \
+        PGBACKREST_REPO2_HOST_CA_FILE="$tls/ca.crt" PGBACKREST_REPO2_HOST_CERT_FILE="$tls/pg.crt" \
+        PGBACKREST_REPO2_HOST_KEY_FILE="$tls/pg.key" PGBACKREST_REPO2_HOST_CONFIG=/tmp/pgbackrest/pgbackrest.conf
+}
+
 case "${1:-postgres}" in
     postgres)
         # A restore to a time whose switch of the data directory was interrupted: complete it.
@@ -60,7 +78,12 @@ case "${1:-postgres}" in
                 -c archive_mode=on \
                 -c "archive_command=pgbackrest --stanza=shop archive-push %p" \
                 -c "archive_timeout=${PITR_ARCHIVE_TIMEOUT:-60}"
-            echo "shop-database-entrypoint: WAL archiving on (archive_timeout ${PITR_ARCHIVE_TIMEOUT:-60} s)"
+            repositories="repo1"
+            if s3_repository_on; then
+                export_repo2_on_the_repository_host
+                repositories="repo1 and repo2 (S3)"
+            fi
+            echo "shop-database-entrypoint: WAL archiving on to $repositories (archive_timeout ${PITR_ARCHIVE_TIMEOUT:-60} s)"
         fi
         exec docker-entrypoint.sh "$@"
         ;;

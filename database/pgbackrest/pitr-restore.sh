@@ -4,8 +4,8 @@
 # README "Point-in-time recovery in compose"). Runs as the postgres user; the live cluster
 # ($PGDATA, the root of the postgres_data volume) is never written to until the switch.
 #
-#   shop-pitr-restore plan TARGET           what a restore to TARGET would use (nothing changes)
-#   shop-pitr-restore recover TARGET STAMP  restore the newest backup before TARGET into
+#   shop-pitr-restore plan TARGET [REPO]    what a restore to TARGET would use (nothing changes)
+#   shop-pitr-restore recover TARGET STAMP [REPO]  restore the newest backup before TARGET into
 #       $PGDATA/pitr/restore-STAMP, replay the archived WAL up to TARGET on a temporary server
 #       (listening on the compose network, so the shop image can read the restored rows), check
 #       it, print READY, then wait for `decide switch|abort` (ops/pitr_restore.py), stop the
@@ -17,7 +17,8 @@
 # The switch moves every entry of $PGDATA (but pitr/) into $PGDATA/pitr/before-STAMP (kept for
 # rollback), then the restored entries into $PGDATA. Renames within one file system: seconds for
 # any size. A journal ($PGDATA/pitr/switching) says how far it got; `finish-switch` completes it.
-# TARGET: a time with its UTC offset ("2026-11-28 10:15:00+00") or `latest`.
+# TARGET: a time with its UTC offset ("2026-11-28 10:15:00+00") or `latest`. REPO: 1 (default: the
+# repository on the backup volume, read directly) or 2 (S3, when the backup volume is lost).
 set -Eeuo pipefail
 
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
@@ -30,10 +31,46 @@ superuser="${POSTGRES_USER:-postgres}"
 say() { printf 'shop-pitr-restore: %s\n' "$*"; }
 fail() { printf 'shop-pitr-restore: ERROR: %s\n' "$*" >&2; exit 1; }
 
+# use_repository REPO: every pgbackrest command of this run reads REPO only. repo2 is S3, described
+# to pgBackRest through its PGBACKREST_* variables (the keys may not go on a command line) from the
+# settings compose gives this one-shot, as shop/backups/pitr/config.py writes them for the
+# repository host (this image has no Python).
+repo=1
+use_repository() {
+    repo="${1:-1}"
+    case "$repo" in
+        1) return 0 ;;
+        2) ;;
+        *) fail "REPO=$repo: choose 1 (the backup volume) or 2 (S3)" ;;
+    esac
+    [ -n "${BACKUP_S3_BUCKET:-}" ] || fail "REPO=2: BACKUP_S3_BUCKET is not set, there is no S3 repository"
+    local endpoint="${BACKUP_S3_ENDPOINT_URL:-}" region="${BACKUP_S3_REGION:-us-east-1}" prefix
+    case "$endpoint" in
+        http://*) fail "REPO=2: $endpoint is plain HTTP; pgBackRest reaches S3 over HTTPS only" ;;
+    esac
+    endpoint="${endpoint#https://}" endpoint="${endpoint%/}"
+    prefix="${BACKUP_S3_PREFIX:-shop-backups}" prefix="${prefix#/}" prefix="${prefix%/}"
+    export PGBACKREST_REPO2_TYPE=s3 PGBACKREST_REPO2_PATH="/$prefix/pgbackrest" \
+        PGBACKREST_REPO2_S3_BUCKET="$BACKUP_S3_BUCKET" PGBACKREST_REPO2_S3_REGION="$region" \
+        PGBACKREST_REPO2_S3_KEY="${BACKUP_S3_ACCESS_KEY_ID:-}" \
+        PGBACKREST_REPO2_S3_KEY_SECRET="${BACKUP_S3_SECRET_ACCESS_KEY:-}"
+    if [ -n "$endpoint" ]; then
+        export PGBACKREST_REPO2_S3_ENDPOINT="${endpoint%%:*}" PGBACKREST_REPO2_S3_URI_STYLE=path
+        [ "$endpoint" = "${endpoint%%:*}" ] || export PGBACKREST_REPO2_STORAGE_PORT="${endpoint##*:}"
+    else
+        export PGBACKREST_REPO2_S3_ENDPOINT="s3.$region.amazonaws.com" PGBACKREST_REPO2_S3_URI_STYLE=host
+    fi
+    case "$(printf '%s' "${PITR_S3_VERIFY_TLS:-true}" | tr '[:upper:]' '[:lower:]')" in
+        0 | false | no | off | n) export PGBACKREST_REPO2_STORAGE_VERIFY_TLS=n ;;
+        *) [ -z "${PITR_S3_CA_FILE:-}" ] || export PGBACKREST_REPO2_STORAGE_CA_FILE="$PITR_S3_CA_FILE" ;;
+    esac
+    say "reading repo2, S3 bucket $BACKUP_S3_BUCKET ($PGBACKREST_REPO2_PATH)"
+}
+
 
 plan() {
     local target="$1"
-    pgbackrest --stanza=shop info || fail "cannot read the pgBackRest repository on the backup volume"
+    pgbackrest --stanza=shop --repo="$repo" info || fail "cannot read the pgBackRest repository repo$repo"
     say "would restore to $target the newest backup that finished before it into $pitr/restore-<stamp>,"
     say "replay WAL there on a temporary server, then move the live cluster to $pitr/before-<stamp>"
 }
@@ -93,7 +130,8 @@ target_not_reached="recovery ended before configured recovery target was reached
 replay() {
     local restored="$1" log="$2" target="$3"
     # archive_mode off: the temporary server archives nothing; the new timeline's history file
-    # stays marked ready in pg_wal and the database service archives it when it starts.
+    # is marked ready afterwards (mark_history_ready) and the database service archives it when
+    # it starts.
     if ! pg_ctl -D "$restored" -w -t 3600 -l "$log" \
         -o "-c config_file=/etc/postgresql/postgresql.conf -c listen_addresses=* -c port=5432 -c unix_socket_directories=$socket_dir -c archive_mode=off" \
         start >/dev/null; then
@@ -114,6 +152,20 @@ replay() {
     done
     server_log "$log"
     fail "recovery did not finish within an hour"
+}
+
+# mark_history_ready DIR: the new timeline's history file to be archived by the database service.
+# The temporary server runs with archive_mode off, and PostgreSQL then marks nothing for the
+# archiver: without 0000000N.history in the repositories a later restore to a time cannot follow
+# the new timeline and stops at the end of the old one (seen: a second restore lost every order
+# placed after the first). Files fetched from the archive during recovery are marked done already.
+mark_history_ready() {
+    local history name
+    for history in "$1"/pg_wal/*.history; do
+        [ -e "$history" ] || continue
+        name="$(basename "$history")"
+        [ -e "$1/pg_wal/archive_status/$name.done" ] || touch "$1/pg_wal/archive_status/$name.ready"
+    done
 }
 
 recover() {
@@ -138,8 +190,8 @@ recover() {
     if [ "$target" != latest ]; then
         target_options=(--type=time "--target=$target" --target-action=promote)
     fi
-    pgbackrest --stanza=shop --pg1-path="$restored" "${target_options[@]}" \
-        "--recovery-option=restore_command=pgbackrest --stanza=shop --pg1-path=$restored archive-get %f \"%p\"" \
+    pgbackrest --stanza=shop --repo="$repo" --pg1-path="$restored" "${target_options[@]}" \
+        "--recovery-option=restore_command=pgbackrest --stanza=shop --repo=$repo --pg1-path=$restored archive-get %f \"%p\"" \
         restore
 
     say "replaying the archived WAL up to $target"
@@ -156,6 +208,7 @@ recover() {
     fi
     grep -E "recovery stopping|last completed transaction|archive recovery complete|selected new timeline" "$log" \
         | sed 's/^/  postgres: /' || true
+    mark_history_ready "$restored"
     # The check: the restored cluster answers and has the shop's database.
     local found
     found="$(psql -h "$socket_dir" -U "$superuser" -d postgres -Atc \
@@ -181,9 +234,9 @@ recover() {
 }
 
 case "${1:-}" in
-    plan) plan "${2:?plan TARGET}" ;;
-    recover) recover "${2:?recover TARGET STAMP}" "${3:?recover TARGET STAMP}" ;;
+    plan) use_repository "${3:-1}" && plan "${2:?plan TARGET}" ;;
+    recover) use_repository "${4:-1}" && recover "${2:?recover TARGET STAMP}" "${3:?recover TARGET STAMP}" ;;
     decide) printf '%s\n' "${2:?decide switch|abort}" > "$decision.tmp" && mv "$decision.tmp" "$decision" ;;
     finish-switch) finish_switch ;;
-    *) fail "usage: shop-pitr-restore plan TARGET | recover TARGET STAMP | decide switch|abort | finish-switch" ;;
+    *) fail "usage: shop-pitr-restore plan TARGET [REPO] | recover TARGET STAMP [REPO] | decide switch|abort | finish-switch" ;;
 esac

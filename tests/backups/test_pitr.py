@@ -70,6 +70,30 @@ def test_config_repo2_on_s3_over_https_with_path_style_and_optional_tls_check():
     assert values["repo2-retention-full"] == "40"
 
 
+def test_config_repo2_verifies_tls_against_a_ca_file_when_one_is_given():
+    with_ca = conf(
+        config.config_text(
+            pitr_config(
+                BACKUP_S3_BUCKET="bucket",
+                BACKUP_S3_ENDPOINT_URL="https://s3.lan:9443",
+                PITR_S3_CA_FILE="/etc/pgbackrest/tls/s3-ca.crt",
+            )
+        )
+    )
+    assert with_ca["repo2-storage-ca-file"] == "/etc/pgbackrest/tls/s3-ca.crt"
+    assert "repo2-storage-verify-tls" not in with_ca
+    without = conf(config.config_text(pitr_config(BACKUP_S3_BUCKET="bucket")))
+    assert "repo2-storage-ca-file" not in without
+
+
+def test_physical_backups_go_to_repo2_only_where_the_configuration_has_it():
+    assert config.repositories("") == [1]
+    assert config.repositories("bucket") == [1, 2]  # AWS
+    assert config.repositories("bucket", "https://s3.lan:9443") == [1, 2]
+    # compose's development MinIO: the repository host leaves repo2 out (ops/entrypoint.sh)
+    assert config.repositories("bucket", "http://minio:9000") == [1]
+
+
 def test_config_archive_push_gives_up_on_s3_soon_so_repo1_goes_on():
     text = config.config_text(
         pitr_config(BACKUP_S3_BUCKET="bucket", BACKUP_S3_ENDPOINT_URL="https://s3:9443")

@@ -13,15 +13,31 @@ import tempfile
 import time
 from pathlib import Path
 
-from ops.init_stack import read_env_file
+from ops.init_stack import PGBACKREST_TLS_DIR, openssl, read_env_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD_ON_HOST_NETWORK = HERE / "compose-build-host.yml"
 PRODUCTION_S3 = HERE / "compose-prod-s3.yml"
 STANDIN_MC = HERE / "compose-standin-mc.yml"
-DEVELOPMENT_FILES = ["docker-compose.yml", "docker-compose.override.yml", str(STANDIN_MC)]
-PRODUCTION_FILES = ["docker-compose.yml", "docker-compose.prod.yml", str(PRODUCTION_S3)]
+S3_OVER_TLS = HERE / "compose-s3-tls.yml"
+TEST_HEALTH_PACE = HERE / "compose-test-health.yml"
+# The S3 CA for pgBackRest, where the README tells a shop to put its own (PITR_S3_CA_FILE).
+S3_CA_IN_CONTAINERS = "/etc/pgbackrest/tls/s3-ca.crt"
+DEVELOPMENT_FILES = [
+    "docker-compose.yml",
+    "docker-compose.override.yml",
+    str(STANDIN_MC),
+    str(TEST_HEALTH_PACE),
+]
+# MinIO as the production S3, behind a TLS proxy (compose-s3-tls.yml).
+PRODUCTION_FILES = [
+    "docker-compose.yml",
+    "docker-compose.prod.yml",
+    str(PRODUCTION_S3),
+    str(S3_OVER_TLS),
+    str(TEST_HEALTH_PACE),
+]
 APP_SERVICES = ("migrate", "backend", "worker", "backup", "beat")
 
 
@@ -62,6 +78,25 @@ def copy_checkout(destination: Path) -> None:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+
+
+def make_s3_tls_certificate(root: Path) -> None:
+    """For compose-s3-tls.yml: a throwaway CA (its key deleted once used) and a certificate for
+    the name s3-tls, the TLS proxy in front of MinIO; the CA where pgBackRest's PITR_S3_CA_FILE
+    names it (database/pgbackrest/tls/s3-ca.crt, mounted by the repository host's services)."""
+    directory = root / "tests" / "docker" / "s3-tls"
+    ca = root / PGBACKREST_TLS_DIR / "s3-ca.crt"
+    (directory / "s3-tls.ext").write_text("subjectAltName=DNS:s3-tls\nextendedKeyUsage=serverAuth\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test S3 CA",
+            "-keyout", "ca.key", "-out", str(ca), cwd=directory)  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=s3-tls",
+            "-keyout", "s3-tls.key", "-out", "s3-tls.csr", cwd=directory)  # fmt: skip
+    openssl("x509", "-req", "-in", "s3-tls.csr", "-CA", str(ca), "-CAkey", "ca.key", "-set_serial", "2",
+            "-days", "2", "-extfile", "s3-tls.ext", "-out", "s3-tls.crt", cwd=directory)  # fmt: skip
+    for scratch in ("ca.key", "s3-tls.csr", "s3-tls.ext"):
+        (directory / scratch).unlink(missing_ok=True)
+    for path in (ca, directory / "s3-tls.crt", directory / "s3-tls.key"):
+        path.chmod(0o644)  # read by the proxy's and the shop's users; a test's throwaway key
 
 
 class ComposeProject:

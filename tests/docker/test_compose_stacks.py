@@ -2,6 +2,9 @@
 (`-f docker-compose.yml -f docker-compose.prod.yml`), in a fresh copy of the project after
 `make init`, on free loopback ports. The tests run in order on one checkout: the production
 stack finds the development stack's data, as it would on a server that was tried out first.
+The production stack's S3 is MinIO behind a TLS proxy (compose-prod-s3.yml, compose-s3-tls.yml),
+and point-in-time recovery, on by default there, ends it: archiving to both repositories and the
+drill of issue 12 (tests/docker/pitr_drill.py).
 """
 
 import os
@@ -14,12 +17,15 @@ import time
 import pytest
 import requests
 
+from tests.docker import pitr_drill
 from tests.docker.compose_project import (
     APP_SERVICES,
     BUILD_ON_HOST_NETWORK,
     PRODUCTION_FILES,
+    S3_CA_IN_CONTAINERS,
     ComposeProject,
     free_ports,
+    make_s3_tls_certificate,
 )
 from tests.shop_http import (
     STAFF_PASSWORD,
@@ -77,7 +83,7 @@ def project():
     finally:
         for files in (PRODUCTION_FILES, project.files):
             project.with_files(files).compose(
-                "down", "--volumes", "--remove-orphans", check=False, timeout=300
+                "--profile", "pitr", "down", "--volumes", "--remove-orphans", check=False, timeout=300
             )
         # Both images the stack builds: the shop's and the database's (database/Dockerfile).
         project.run(
@@ -89,6 +95,7 @@ def project():
             check=False,
         )
         project.run("rm", "-rf", str(project.root), check=False)
+        print(f"\ncompose stack timings (s): {project.state}")
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +117,17 @@ def prod(project):
     )  # fmt: skip
     # nginx does not run as root: its key must be readable by APP_UID, as the README says.
     os.chown(project.root / "nginx/ssl/privkey.pem", int(project.env["APP_UID"]), int(project.env["APP_GID"]))
+    make_s3_tls_certificate(project.root)
+    # PITR_ENABLED is not set: production's default (on). A short archive timeout for the drill.
+    assert "PITR_ENABLED" not in project.env
     project.set_env(
         DJANGO_DEBUG="false",
         BACKUP_S3_BUCKET="shop-backups",
-        BACKUP_S3_ENDPOINT_URL="http://minio:9000",
+        BACKUP_S3_ENDPOINT_URL="https://s3-tls:9443",
         BACKUP_S3_ACCESS_KEY_ID="prod-test-key",
         BACKUP_S3_SECRET_ACCESS_KEY=project.env["MINIO_ROOT_PASSWORD"],
+        PITR_ARCHIVE_TIMEOUT=str(pitr_drill.ARCHIVE_TIMEOUT),
+        PITR_S3_CA_FILE=S3_CA_IN_CONTAINERS,
     )
     production = project.with_files(PRODUCTION_FILES)
     production.urls, production.state = project.urls, project.state  # type: ignore[attr-defined]
@@ -350,3 +362,25 @@ def test_production_upload_backup_verify_and_full_restore(prod):
     assert "Restored" in restored.stdout, restored.stdout
     assert browser(base).get(f"{base}/product/prod-mug/", timeout=10).status_code == 200
     assert_served_as_image(browser(base).get(f"{base}{image_url}", timeout=10))
+
+
+# --- production: point-in-time recovery (on by default) ---------------------------------------
+
+
+def test_production_archives_wal_and_takes_a_full_backup_in_both_repositories(prod):
+    began = time.monotonic()
+    pitr_drill.check_archiving_and_a_full_backup_in_both_repositories(prod)
+    prod.state["pitr archiving and full backup seconds"] = round(time.monotonic() - began)
+
+
+def test_production_drill_destroyed_database_restored_to_a_time_with_its_images(prod):
+    """The staff user and the catalogue are the development tests' (the same data)."""
+    began = time.monotonic()
+    pitr_drill.drill(prod, prod.urls["https"], PRODUCTION_FILES)
+    prod.state["pitr drill seconds"] = round(time.monotonic() - began)
+
+
+def test_production_restore_to_a_time_from_s3_alone(prod):
+    began = time.monotonic()
+    pitr_drill.restore_from_s3_alone(prod, prod.urls["https"], PRODUCTION_FILES)
+    prod.state["pitr restore from repo2 seconds"] = round(time.monotonic() - began)

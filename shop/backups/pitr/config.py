@@ -51,6 +51,7 @@ class PitrConfig:
     s3_key: str = ""
     s3_secret: str = ""
     s3_verify_tls: bool = True
+    s3_ca_file: str = ""  # a CA the S3 endpoint's certificate is checked against (a private CA)
     s3_retention_days: int = 30
 
     @classmethod
@@ -84,6 +85,7 @@ class PitrConfig:
             s3_key=environ.get("BACKUP_S3_ACCESS_KEY_ID") or "",
             s3_secret=environ.get("BACKUP_S3_SECRET_ACCESS_KEY") or "",
             s3_verify_tls=as_bool(environ.get("PITR_S3_VERIFY_TLS"), default=True),
+            s3_ca_file=environ.get("PITR_S3_CA_FILE") or "",
             s3_retention_days=int(environ.get("BACKUP_S3_RETENTION_DAYS") or 30),
         )
 
@@ -100,10 +102,14 @@ class PitrConfig:
         return [self.repo_path, self.run_dir, self.lock_dir, self.spool_dir, self.log_dir, self.pg_socket_dir]
 
 
-def repositories(s3_bucket: str) -> list[int]:
+def repositories(s3_bucket: str, s3_endpoint_url: str = "") -> list[int]:
     """The repository numbers: pgBackRest's `backup` writes to ONE (repo1 unless --repo), so each
-    backup runs once per repository, or repo2 (S3) would hold WAL but no backup to replay it on."""
-    return [1, 2] if s3_bucket else [1]
+    backup runs once per repository, or repo2 (S3) would hold WAL but no backup to replay it on.
+    No repo2 on a plain-HTTP endpoint: compose's repository host leaves it out of the
+    configuration (ops/entrypoint.sh; pgBackRest speaks HTTPS only to S3), the runner refuses it."""
+    if not s3_bucket or s3_endpoint_url.startswith("http://"):
+        return [1]
+    return [1, 2]
 
 
 def s3_endpoint_host(url: str) -> str:
@@ -154,6 +160,8 @@ def config_text(config: PitrConfig) -> str:
             glob["repo2-storage-port"] = port
         if not config.s3_verify_tls:
             glob["repo2-storage-verify-tls"] = "n"
+        elif config.s3_ca_file:
+            glob["repo2-storage-ca-file"] = config.s3_ca_file
     stanza = {
         "pg1-path": config.pg_data,
         "pg1-port": config.pg_port,

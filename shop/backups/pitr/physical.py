@@ -39,7 +39,11 @@ def make_stanza(wait_seconds: float = 60) -> None:
 def repositories_without_backup() -> list[int]:
     """The configured repositories that hold no finished backup (a new stanza, a lost repository)."""
     held = {backup["repo"] for backup in repository.backups(pgbackrest.info()) if not backup["error"]}
-    return [repo for repo in repositories(settings.BACKUP_S3_BUCKET) if repo not in held]
+    return [repo for repo in configured_repositories() if repo not in held]
+
+
+def configured_repositories() -> list[int]:
+    return repositories(settings.BACKUP_S3_BUCKET, settings.BACKUP_S3_ENDPOINT_URL or "")
 
 
 def run_physical_backup(kind: str = "full", repos: list[int] | None = None) -> dict:
@@ -49,7 +53,7 @@ def run_physical_backup(kind: str = "full", repos: list[int] | None = None) -> d
     pgbackrest.require_enabled()
     began = time.monotonic()
     try:
-        for repo in repositories(settings.BACKUP_S3_BUCKET) if repos is None else repos:
+        for repo in configured_repositories() if repos is None else repos:
             timeout = settings.BACKUP_PG_TIMEOUT or None
             pgbackrest.run(f"--repo={repo}", f"--type={kind}", "backup", timeout=timeout)
     except PitrError as exc:

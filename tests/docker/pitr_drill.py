@@ -1,14 +1,16 @@
-"""Point-in-time recovery in the development compose stack, run for real (README "Point-in-time
-recovery in compose"): PITR_ENABLED=true, WAL archived by the database through pgBackRest's TLS
-server on the repository host, a full physical backup taken by the backup worker through the
-database side's TLS server, then the drill of issue 12: orders placed and product images
-uploaded continuously through nginx (tests/shop_load.py); at a time T the database killed, its
-data directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
+"""Point-in-time recovery in a compose stack, run for real (README "Point-in-time recovery in
+compose"): the checks and the drill of issue 12, run on the production stack by
+tests/docker/test_compose_stacks.py (PITR is on by default there).
+
+WAL is archived by the database through pgBackRest's TLS server on the repository host, to repo1
+(the backup volume) and repo2 (S3: the MinIO stand-in behind the TLS proxy of
+tests/docker/compose-s3-tls.yml, its certificate verified against the test's CA through
+PITR_S3_CA_FILE); a full physical backup goes to both, taken by the backup worker through the
+database side's TLS server. Then the drill: orders placed and product images uploaded
+continuously through nginx (tests/shop_load.py); at a time T the database killed, its data
+directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
 Every order and image committed up to one archive timeout (+ slack) before T is back and served,
 nothing committed after T is; the measured RPO and the restore's duration are printed.
-
-repo2 (S3) is not part of this test: pgBackRest reaches S3 over HTTPS only and the MinIO
-stand-in speaks HTTP (the backup worker then leaves repo2 out and says so).
 """
 
 import hashlib
@@ -19,26 +21,9 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-import requests
-
-from tests.docker.compose_project import (
-    BUILD_ON_HOST_NETWORK,
-    DEVELOPMENT_FILES,
-    ComposeProject,
-    free_ports,
-)
-from tests.shop_http import (
-    STAFF_PASSWORD,
-    STAFF_USER,
-    add_to_cart,
-    assert_served_as_image,
-    browser,
-    place_order,
-)
+from tests.docker.compose_project import S3_CA_IN_CONTAINERS, ComposeProject
+from tests.shop_http import add_to_cart, assert_served_as_image, browser, place_order, staff_session
 from tests.shop_load import Load
-
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(1500), pytest.mark.usefixtures("docker_engine")]
 
 # Short, so the test need not wait a minute for an idle segment to be shipped (default 60 s).
 ARCHIVE_TIMEOUT = 10
@@ -51,40 +36,6 @@ PROMISED_WITHIN = timedelta(seconds=ARCHIVE_TIMEOUT + ARCHIVE_SLACK)
 LOAD_SECONDS = 25
 
 
-@pytest.fixture(scope="module")
-def stack():
-    """The development stack with PITR on, in a fresh copy of the project after `make init`."""
-    project = ComposeProject.fresh()
-    project.run("make", "init")
-    http, database, console, mail = free_ports(4)
-    project.set_env(
-        NGINX_HTTP_PORT=f"127.0.0.1:{http}",
-        POSTGRES_PUBLISHED_PORT=str(database),
-        MINIO_CONSOLE_PORT=str(console),
-        MAILPIT_PORT=str(mail),
-        PITR_ENABLED="true",
-        PITR_ARCHIVE_TIMEOUT=str(ARCHIVE_TIMEOUT),
-    )
-    project.urls = {"http": f"http://127.0.0.1:{http}"}  # type: ignore[attr-defined]
-    project.state = {}  # type: ignore[attr-defined]
-    began = time.monotonic()
-    try:
-        # Two images: the shop's (migrate) and the database's (database/Dockerfile).
-        project.with_files(["docker-compose.yml", str(BUILD_ON_HOST_NETWORK)]).compose("build", timeout=1800)
-        project.state["build seconds"] = round(time.monotonic() - began)
-        project.state["up seconds"] = round(project.up())
-        yield project
-    finally:
-        project.compose(
-            "--profile", "pitr", "down", "--volumes", "--remove-orphans", check=False, timeout=600
-        )
-        for image in ("app", "database"):
-            project.run("docker", "image", "rm", f"{project.name}-{image}:latest", check=False)
-        # The database's files belong to its container user: removed as root (the tests' user).
-        project.run("rm", "-rf", str(project.root), check=False)
-        print(f"\ncompose PITR timings (s): {project.state}")
-
-
 def psql(project: ComposeProject, query: str, database: str = "postgres") -> str:
     """As the superuser, in the maintenance database (the shop's own holds only the shop's tables:
     the backup role must be able to read every one)."""
@@ -92,10 +43,12 @@ def psql(project: ComposeProject, query: str, database: str = "postgres") -> str
     return project.exec("database", "psql", "-U", user, "-d", database, "-Atc", query).stdout.strip()
 
 
-def pgbackrest_info(project: ComposeProject) -> dict:
+def pgbackrest_info(project: ComposeProject, repo: int) -> dict:
+    """`pgbackrest info` of one repository, asked on the repository host (the backup worker)."""
     result = project.exec(
-        "backup", "sh", "-c", 'pgbackrest --config="$PITR_PGBACKREST_CONFIG" --stanza=shop --output=json info'
-    )
+        "backup", "sh", "-c",
+        f'pgbackrest --config="$PITR_PGBACKREST_CONFIG" --stanza=shop --repo={repo} --output=json info',
+    )  # fmt: skip
     return json.loads(result.stdout)[0]
 
 
@@ -122,7 +75,9 @@ def archived_wal_after_switch(project: ComposeProject) -> str:
     return segment
 
 
-def test_wal_is_archived_over_tls_and_the_backup_worker_takes_a_full_backup(stack):
+def check_archiving_and_a_full_backup_in_both_repositories(stack: ComposeProject) -> None:
+    """archive_mode on, a write archived without a manual switch (wal-switch), and the beat task's
+    full backup in repo1 (owned by the shop's user) and in repo2 on S3 over verified HTTPS."""
     assert psql(stack, "SHOW archive_mode") == "on"
     assert psql(stack, "SHOW archive_timeout") == f"{ARCHIVE_TIMEOUT}s"
     for service in ("pgbackrest-db", "pgbackrest-repo"):
@@ -144,17 +99,30 @@ def test_wal_is_archived_over_tls_and_the_backup_worker_takes_a_full_backup(stac
         "from shop.backups.tasks import pitr_backup; "
         "pitr_backup.apply_async(args=['full'], queue='backups'); print('sent')"
     )
-    info = wait_for(
-        lambda: (found := pgbackrest_info(stack)).get("backup") and found,
-        300,
-        lambda: f"no physical backup:\n{stack.logs('backup', 'pgbackrest-db', tail=80)}",
-    )
-    stack.state["full backup seconds"] = round(time.monotonic() - began)
-    assert [backup["type"] for backup in info["backup"]] == ["full"]
-    assert info["status"]["code"] == 0, info["status"]
-    archive = info["archive"][0]
-    assert archive["min"]
-    assert archive["max"] >= info["backup"][0]["archive"]["stop"]
+    # One backup per repository (pgBackRest's backup writes to one): repo1, then repo2 on S3.
+    infos = {}
+    for repo in (1, 2):
+        infos[repo] = wait_for(
+            lambda repo=repo: (found := pgbackrest_info(stack, repo)).get("backup") and found,
+            300,
+            lambda repo=repo: f"no backup in repo{repo}:\n{stack.logs('backup', 'pgbackrest-db', tail=80)}",
+        )
+    stack.state["full backup seconds (both repositories)"] = round(time.monotonic() - began)
+    for repo, info in infos.items():
+        assert [backup["type"] for backup in info["backup"]] == ["full"], repo
+        assert [backup["database"]["repo-key"] for backup in info["backup"]] == [repo]
+        assert info["status"]["code"] == 0, (repo, info["status"])
+        # The WAL the backup needs, and what the server archived since, is in each repository.
+        archive = info["archive"][0]
+        assert archive["database"]["repo-key"] == repo
+        assert archive["min"], repo
+        assert archive["max"] >= info["backup"][0]["archive"]["stop"], repo
+    # repo2 is the S3 bucket, reached over HTTPS with the certificate verified against its CA.
+    settings = stack.exec("backup", "sh", "-c", 'cat "$PITR_PGBACKREST_CONFIG"').stdout
+    assert "repo2-type=s3" in settings
+    assert f"repo2-storage-ca-file={S3_CA_IN_CONTAINERS}" in settings
+    assert "verify-tls" not in settings
+    info = infos[1]
     # In repo1 on the backup volume, owned by the shop's user (the backup worker and pgbackrest-repo).
     repository = stack.backups / "pgbackrest"
     assert (repository / "backup" / "shop" / info["backup"][0]["label"]).is_dir()
@@ -176,18 +144,13 @@ def image_names_by_product(project: ComposeProject) -> dict[str, list[str]]:
     return names
 
 
-def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
+def drill(stack: ComposeProject, base: str, files: list[str]) -> None:
     """Orders and product uploads go on through nginx; at T the database is killed, its data
     directory destroyed and images uploaded during the load deleted; `make pitr-restore TO=T`.
     Every order answered and every image uploaded before T - archive timeout - slack is back
-    (the images from the continuous image archive only: no backup set was made), the shop
-    serves them, and it takes orders again."""
-    base = stack.urls["http"]
-    stack.manage("seed_demo")
-    stack.manage(
-        "createsuperuser", "--noinput", "--username", STAFF_USER, "--email", "staff@example.com",
-        env={"DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
-    )  # fmt: skip
+    (the images from the continuous image archive only: no backup set was made since), the shop
+    serves them, and it takes orders again. The staff user and a category must exist; `files`:
+    the stack's compose files, for `make pitr-restore`."""
     category = stack.shell("from shop.catalog.models import Category; print(Category.objects.first().pk)")
     uploads = stack.data / "uploads"
     postgres = stack.data / "postgres"
@@ -225,7 +188,7 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
     began = time.monotonic()
     restored = stack.run(
         "make", "pitr-restore", f"TO={target}", "YES=1",
-        env={"COMPOSE_FILE": os.pathsep.join(DEVELOPMENT_FILES)}, check=False, timeout=1200,
+        env={"COMPOSE_FILE": os.pathsep.join(files)}, check=False, timeout=1200,
     )  # fmt: skip
     restore_seconds = time.monotonic() - began
     stack.state["pitr-restore seconds"] = round(restore_seconds)
@@ -264,12 +227,14 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
         path = uploads / name
         assert path.is_file(), name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == name.rsplit("/", 1)[-1].split(".")[0], name
-        assert_served_as_image(requests.get(f"{base}/media/{name}", timeout=10))
+        assert_served_as_image(load.customer.get(f"{base}/media/{name}", timeout=10))
     # It takes orders again (a new customer: the old cart, in Redis, may name a product the
     # restore took back).
     customer = browser(base)
     add_to_cart(customer, base, 1, slug=load.products[0])
-    assert place_order(customer, base)
+    after_restore = place_order(customer, base)
+    assert after_restore
+    stack.state["order after the restore"] = after_restore
     # The destroyed directory's (empty) remains are kept for rollback, the restored cluster is live
     # on a new timeline, and archiving goes on from there.
     kept = list((postgres / "pitr").glob("before-*"))
@@ -277,3 +242,29 @@ def test_drill_destroyed_database_restored_to_a_time_with_its_images(stack):
     assert not list((postgres / "pitr").glob("restore-*"))
     segment = archived_wal_after_switch(stack)
     assert segment.startswith("00000002"), segment
+    for repo in (1, 2):
+        assert pgbackrest_info(stack, repo)["archive"][-1]["max"] >= segment, repo
+
+
+def restore_from_s3_alone(stack: ComposeProject, base: str, files: list[str]) -> None:
+    """After the drill: the backup volume's repository lost too (repo1 moved away);
+    `make pitr-restore TO=latest REPO=2` restores from S3 alone, and the order placed after the
+    drill's restore (its WAL archived to both repositories by then) is back and served."""
+    number = stack.state["order after the restore"]
+    repo1 = stack.backups / "pgbackrest"
+    repo1.rename(stack.backups / "pgbackrest.lost")
+    began = time.monotonic()
+    restored = stack.run(
+        "make", "pitr-restore", "TO=latest", "REPO=2", "YES=1",
+        env={"COMPOSE_FILE": os.pathsep.join(files)}, check=False, timeout=1200,
+    )  # fmt: skip
+    stack.state["pitr-restore from repo2 seconds"] = round(time.monotonic() - began)
+    assert restored.returncode == 0, f"{restored.stdout[-5000:]}\n{restored.stderr[-3000:]}"
+    assert "reading repo2, S3 bucket" in restored.stdout, restored.stdout[-3000:]
+    # (The restarted stack has a new repo1 by now: the backup worker creates the stanza at start.)
+    assert (stack.backups / "pgbackrest.lost").is_dir()
+    numbers = psql(stack, "SELECT number FROM orders_order", database=stack.env["POSTGRES_DB"]).split()
+    assert number in numbers, f"{number} is not back from repo2:\n{restored.stdout[-3000:]}"
+    page = staff_session(base).get(f"{base}/orders/{number}/", timeout=10)
+    assert page.status_code == 200
+    assert number in page.text
