@@ -1,9 +1,10 @@
 """Real-browser tests: Debian's Chromium, driven by Playwright (pytest-playwright), against the
 Docker-less runner's stack (PostgreSQL, Redis, gunicorn, Celery, nginx) through nginx.
 
-One stack and one browser for the whole session; every test gets fresh browser contexts
-(cookies, cart). Without Chromium (or the stack's programs) the tests skip on a developer's
-machine and fail under CI=true (tests/stack/programs.py). A failed test leaves a screenshot and
+One stack for these tests (stopped after the last of them, not left idling through the compose
+stacks' tests) and one browser for the session; every test gets fresh browser contexts (cookies,
+cart). Without Chromium (or the stack's programs) the tests skip on a developer's machine and
+fail under CI=true (tests/stack/programs.py). A failed test leaves a screenshot and
 the HTML of every open page in test-artifacts/browser/, whose paths the report and .ci/run print.
 """
 
@@ -46,7 +47,7 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shop_stack(tmp_path_factory) -> StackRunner:
     """The runner's stack with the tests' catalog (tests/browser/catalog.py) and a staff user."""
     programs.stack_programs()  # skip, or fail on CI, without them
@@ -74,7 +75,7 @@ def shop_stack(tmp_path_factory) -> StackRunner:
         print("\nbrowser stack timings (s):", {name: round(value, 1) for name, value in timings.items()})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context_args(shop_stack):
     return {"base_url": shop_stack.url, "locale": "en-GB"}
 

@@ -26,8 +26,8 @@ def healthz_count(backend: str) -> float:
     )
 
 
-def test_nginx_refuses_metrics_and_the_backend_port_serves_every_worker(stack):
-    stack.start()
+def test_nginx_refuses_metrics_and_the_backend_port_serves_every_worker(shared_stack):
+    stack = shared_stack
     # /readyz answers before supervisord counts gunicorn as RUNNING (its startsecs): only then
     # does `ctl status` give the master's pid, which the worker kill below needs.
     stack.wait_until_settled()

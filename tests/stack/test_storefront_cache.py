@@ -25,8 +25,8 @@ def seen_by_both_workers(visitor, url: str, times: int = 6) -> str:
     return pages[-1].text
 
 
-def test_admin_edits_show_through_nginx_on_the_next_request(stack):
-    stack.start()
+def test_admin_edits_show_through_nginx_on_the_next_request(shared_stack):
+    stack = shared_stack
     base = stack.url
     category_id = stack.add_staff_and_category()
     staff = staff_session(base)
