@@ -584,8 +584,8 @@ class DatabaseSwap:
         _allow_connections(conn, self.live, False)
         try:
             _rename(conn, self.live, self.previous)
-        finally:
-            name = self.previous if database_exists(conn, self.previous) else self.live
+        finally:  # the live database accepts connections again under whichever name it now has
+            name = self.live if database_exists(conn, self.live) else self.previous
             _allow_connections(conn, name, True)
         self.step = "live moved aside"
         self.on_step("db-live-moved-aside")

@@ -205,3 +205,28 @@ def test_a_restore_never_takes_the_rollback_names_an_earlier_one_kept(backed_up_
     assert len(new_copies) == 1
     assert new_copies[0].rsplit("_", 1)[1] > taken[-1]
     assert (media_root / f"{PREVIOUS_PREFIX}{new_copies[0].rsplit('_', 1)[1]}").is_dir()
+
+
+def test_a_swap_whose_rename_fails_leaves_the_live_database_accepting_connections():
+    """When moving the live database aside fails (its rollback name taken), the live database
+    must accept connections again, not the older copy that already had the name."""
+    live, replacement, previous = "swaptest_live", "swaptest_restored", "swaptest_previous"
+    names = (live, replacement, previous)
+    with database.maintenance_connection() as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with pytest.raises(psycopg.errors.DuplicateDatabase):
+            database.DatabaseSwap(live, replacement, previous).run()
+        with database.maintenance_connection() as conn:
+            allowed = dict(
+                conn.execute(
+                    "SELECT datname, datallowconn FROM pg_database WHERE datname = ANY(%s)", [list(names)]
+                ).fetchall()
+            )
+        assert allowed == {live: True, replacement: True, previous: True}
+    finally:
+        with database.maintenance_connection() as conn:
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
