@@ -3,7 +3,9 @@
 The shop's hosts hold only the recipients' public keys (BACKUP_AGE_RECIPIENTS): they can
 encrypt a set, never read one back. The private identity is needed only to restore or to
 deep-verify, and is given by `--identity FILE` or BACKUP_AGE_IDENTITY_FILE, so a stolen
-server or bucket does not give away the backups.
+bucket does not give away the database, the uploads archive or the manifest (nor a stolen
+backup volume, with BACKUP_ENCRYPT_LOCAL). The image blob store (BACKUP_PATH/blobs) stays
+plaintext on the backup volume: see the README's encryption section.
 
 Everything streams through pyrage's encrypt_io/decrypt_io, which read and write 8 KiB at a
 time: memory stays flat whatever the size of the file.
