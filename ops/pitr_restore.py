@@ -2,8 +2,10 @@
 time (or TO=latest), with the product images the restored rows name (README "Point-in-time
 recovery in compose"). Standard library only: it drives `docker compose` from the host.
 
-1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repository on the backup volume, or
-   with --repo 2 of the one on S3, for when the backup volume is lost).
+1. Plan (the pitr-restore one-shot: `pgbackrest info` of the repositories). Without --repo, the
+   repository is chosen as `restore_backup --to` chooses it (shop/backups/pitr/repository.py):
+   repo1, the backup volume, unless only repo2, S3, can serve the target (the backup volume lost,
+   or its WAL behind); the plan says which and why.
    --dry-run stops here; otherwise it asks (unless --yes).
 2. Stop the shop's services, nginx, wal-switch, pgbackrest-db and the database (redis and pgbackrest-repo
    keep running).
@@ -33,6 +35,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from ops.init_stack import setting  # noqa: E402 (the project root on the path first)
+from shop.backups.pitr import repository  # noqa: E402 (plain module: no Django)
 
 STOPPED = ["nginx", "backend", "worker", "beat", "backup", "wal-switch", "pgbackrest-db", "database"]
 READY_MARK = "shop-pitr-restore: READY"
@@ -153,6 +156,24 @@ def restore(target: str, stamp: str, repo: str) -> str:
     return reached
 
 
+def choose_repository(target: str) -> str:
+    """The repository a restore to `target` reads, from every repository's `pgbackrest info`."""
+    shown = compose("run", "--rm", "--no-deps", "pitr-restore", "info", capture=True)
+    try:
+        stanza = next(entry for entry in json.loads(shown.stdout) if entry.get("name") == "shop")
+    except (ValueError, StopIteration):
+        detail = f"{shown.stdout}{shown.stderr}"
+        raise Failed(f"pgbackrest info gave no state of the stanza shop:\n{detail}") from None
+    moment = None if target == "latest" else datetime.fromisoformat(target)
+    try:
+        choice = repository.choose(stanza, moment)
+    except repository.NoRepository as exc:
+        raise Failed(str(exc)) from None
+    for line in choice.lines:
+        say(line)
+    return str(choice.repo)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -161,8 +182,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--repo",
         choices=["1", "2"],
-        default="1",
-        help="restore from 1, the backup volume (default), or 2, S3 (when the backup volume is lost)",
+        help="restore from 1, the backup volume, or 2, S3 (default: the one that can serve the target, "
+        "the backup volume when both can)",
     )
     parser.add_argument("--dry-run", action="store_true", help="show the plan; stop nothing")
     parser.add_argument("--yes", action="store_true", help="do not ask")
@@ -180,8 +201,9 @@ def main(argv=None) -> int:
     else:
         target = "latest"
     try:
-        say(f"the plan for a restore to {target} from repo{args.repo}:")
-        compose("run", "--rm", "--no-deps", "pitr-restore", "plan", target, args.repo)
+        repo = args.repo or choose_repository(target)
+        say(f"the plan for a restore to {target} from repo{repo}:")
+        compose("run", "--rm", "--no-deps", "pitr-restore", "plan", target, repo)
         if args.dry_run:
             say("dry run: nothing was stopped or changed")
             return 0
@@ -194,7 +216,7 @@ def main(argv=None) -> int:
                 say("not confirmed: nothing changed")
                 return 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        reached = restore(target, stamp, args.repo)
+        reached = restore(target, stamp, repo)
     except Failed as exc:
         print(f"pitr-restore: FAILED: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,9 @@
 # README "Point-in-time recovery in compose"). Runs as the postgres user; the live cluster
 # ($PGDATA, the root of the postgres_data volume) is never written to until the switch.
 #
+#   shop-pitr-restore info                  `pgbackrest info --output=json` of every repository this
+#       one-shot can read (repo1, and repo2 when S3 is configured over HTTPS): ops/pitr_restore.py
+#       chooses the repository from it when REPO is not given (shop/backups/pitr/repository.py)
 #   shop-pitr-restore plan TARGET [REPO]    what a restore to TARGET would use (nothing changes)
 #   shop-pitr-restore recover TARGET STAMP [REPO]  restore the newest backup before TARGET into
 #       $PGDATA/pitr/restore-STAMP, replay the archived WAL up to TARGET on a temporary server
@@ -44,10 +47,16 @@ use_repository() {
         *) fail "REPO=$repo: choose 1 (the backup volume) or 2 (S3)" ;;
     esac
     [ -n "${BACKUP_S3_BUCKET:-}" ] || fail "REPO=2: BACKUP_S3_BUCKET is not set, there is no S3 repository"
-    local endpoint="${BACKUP_S3_ENDPOINT_URL:-}" region="${BACKUP_S3_REGION:-us-east-1}" prefix
-    case "$endpoint" in
-        http://*) fail "REPO=2: $endpoint is plain HTTP; pgBackRest reaches S3 over HTTPS only" ;;
+    case "${BACKUP_S3_ENDPOINT_URL:-}" in
+        http://*) fail "REPO=2: $BACKUP_S3_ENDPOINT_URL is plain HTTP; pgBackRest reaches S3 over HTTPS only" ;;
     esac
+    describe_s3_repository
+    say "reading repo2, S3 bucket $BACKUP_S3_BUCKET ($PGBACKREST_REPO2_PATH)"
+}
+
+# describe_s3_repository: repo2 (S3) for pgBackRest, from the S3 settings.
+describe_s3_repository() {
+    local endpoint="${BACKUP_S3_ENDPOINT_URL:-}" region="${BACKUP_S3_REGION:-us-east-1}" prefix
     endpoint="${endpoint#https://}" endpoint="${endpoint%/}"
     prefix="${BACKUP_S3_PREFIX:-shop-backups}" prefix="${prefix#/}" prefix="${prefix%/}"
     export PGBACKREST_REPO2_TYPE=s3 PGBACKREST_REPO2_PATH="/$prefix/pgbackrest" \
@@ -64,7 +73,15 @@ use_repository() {
         0 | false | no | off | n) export PGBACKREST_REPO2_STORAGE_VERIFY_TLS=n ;;
         *) [ -z "${PITR_S3_CA_FILE:-}" ] || export PGBACKREST_REPO2_STORAGE_CA_FILE="$PITR_S3_CA_FILE" ;;
     esac
-    say "reading repo2, S3 bucket $BACKUP_S3_BUCKET ($PGBACKREST_REPO2_PATH)"
+}
+
+# info: every repository's state as JSON on stdout (repo2 only when S3 is configured over HTTPS).
+info() {
+    case "${BACKUP_S3_BUCKET:-}:${BACKUP_S3_ENDPOINT_URL:-}" in
+        :* | *:http://*) ;;
+        *) describe_s3_repository ;;
+    esac
+    pgbackrest --stanza=shop --output=json info
 }
 
 
@@ -234,9 +251,10 @@ recover() {
 }
 
 case "${1:-}" in
+    info) info ;;
     plan) use_repository "${3:-1}" && plan "${2:?plan TARGET}" ;;
     recover) use_repository "${4:-1}" && recover "${2:?recover TARGET STAMP}" "${3:?recover TARGET STAMP}" ;;
     decide) printf '%s\n' "${2:?decide switch|abort}" > "$decision.tmp" && mv "$decision.tmp" "$decision" ;;
     finish-switch) finish_switch ;;
-    *) fail "usage: shop-pitr-restore plan TARGET [REPO] | recover TARGET STAMP [REPO] | decide switch|abort | finish-switch" ;;
+    *) fail "usage: shop-pitr-restore info | plan TARGET [REPO] | recover TARGET STAMP [REPO] | decide switch|abort | finish-switch" ;;
 esac

@@ -248,18 +248,22 @@ def drill(stack: ComposeProject, base: str, files: list[str]) -> None:
 
 def restore_from_s3_alone(stack: ComposeProject, base: str, files: list[str]) -> None:
     """After the drill: the backup volume's repository lost too (repo1 moved away);
-    `make pitr-restore TO=latest REPO=2` restores from S3 alone, and the order placed after the
-    drill's restore (its WAL archived to both repositories by then) is back and served."""
+    `make pitr-restore TO=latest`, with no REPO, chooses repo2 and restores from S3 alone, and the
+    order placed after the drill's restore (its WAL archived to both repositories by then) is back
+    and served."""
     number = stack.state["order after the restore"]
     repo1 = stack.backups / "pgbackrest"
     repo1.rename(stack.backups / "pgbackrest.lost")
     began = time.monotonic()
     restored = stack.run(
-        "make", "pitr-restore", "TO=latest", "REPO=2", "YES=1",
+        "make", "pitr-restore", "TO=latest", "YES=1",
         env={"COMPOSE_FILE": os.pathsep.join(files)}, check=False, timeout=1200,
     )  # fmt: skip
     stack.state["pitr-restore from repo2 seconds"] = round(time.monotonic() - began)
     assert restored.returncode == 0, f"{restored.stdout[-5000:]}\n{restored.stderr[-3000:]}"
+    assert "repository: repo2 (S3), because repo1 (the backup volume) cannot serve it" in restored.stdout, (
+        restored.stdout[-3000:]
+    )
     assert "reading repo2, S3 bucket" in restored.stdout, restored.stdout[-3000:]
     # (The restarted stack has a new repo1 by now: the backup worker creates the stanza at start.)
     assert (stack.backups / "pgbackrest.lost").is_dir()
