@@ -13,7 +13,8 @@ recovery in compose"). Standard library only: it drives `docker compose` from th
    postgres_data volume (pitr/restore-<stamp>), replays the archived WAL up to TO on a temporary
    server and checks it. The live cluster is not touched.
 4. The shop image (`manage.py pitr_images`) reads the image names from the restored rows and
-   brings each image into the uploads volume from the blob store, its SHA-256 checked.
+   brings each image into the uploads volume from the blob store (or from S3 when the blob store
+   lacks it), its SHA-256 checked.
 5. Only then the switch: the live cluster's files move to pitr/before-<stamp> (kept for
    rollback), the restored ones take their place.
 6. Start the database and everything else again (`docker compose up --wait`).

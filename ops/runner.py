@@ -898,16 +898,23 @@ def manage(arguments: list[str]) -> int:
 
 
 def restore(arguments: list[str]) -> int:
-    """`python -m ops.runner restore --to TIME [--repo N] [--yes] [--dry-run]`: point-in-time recovery of the
-    running stack (README "Point-in-time recovery"): checks first (nothing stops if the archive
-    cannot reach TIME), stops the app and PostgreSQL, runs `manage.py restore_backup --to`,
-    starts them again (also when the restore failed: the live data is then untouched)."""
+    """`python -m ops.runner restore --to TIME [--repo N] [--identity FILE] [--yes] [--dry-run]`:
+    point-in-time recovery of the running stack (README "Point-in-time recovery"): checks first
+    (nothing stops if the archive cannot reach TIME), stops the app and PostgreSQL, runs
+    `manage.py restore_backup --to` (images missing locally come from S3, decrypted with the
+    identity), starts them again (also when the restore failed: the live data is then untouched)."""
     parser = argparse.ArgumentParser(prog="python -m ops.runner restore", description=restore.__doc__)
     parser.add_argument("--to", required=True, metavar="TIME", help='"2026-11-28 10:15:00+00" or latest')
     parser.add_argument(
         "--repo",
         choices=["1", "2"],
         help="the pgBackRest repository (1: the backup volume, 2: S3); default: the one that can serve TIME",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="the age identity file for encrypted image blobs fetched from S3 "
+        "(default: BACKUP_AGE_IDENTITY_FILE)",
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--dry-run", action="store_true", help="check and print the plan, change nothing")
@@ -923,6 +930,8 @@ def restore(arguments: list[str]) -> int:
     manage_command = [sys.executable, str(PROJECT_ROOT / "manage.py"), "restore_backup", "--to", args.to]
     if args.repo:
         manage_command += ["--repo", args.repo]
+    if args.identity:
+        manage_command += ["--identity", str(Path(args.identity).resolve())]
     environment = config.backup_environment()
     checked = subprocess.run([*manage_command, "--dry-run"], env=environment, check=False)
     if checked.returncode != 0 or args.dry_run:

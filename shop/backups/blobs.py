@@ -222,6 +222,14 @@ def place(entry: UploadFile, target: Path, link: bool) -> None:
     os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
+def stored_names() -> set[str]:
+    """The SHA-256 of every blob in the local store (empty when the store is not there)."""
+    root = store_root()
+    if not root.is_dir():
+        return set()
+    return {blob.name for shard in root.iterdir() if shard.is_dir() for blob in shard.iterdir()}
+
+
 def sweep(keep: set[str]) -> tuple[int, int]:
     """Delete every local blob not in `keep`, and temporary files of killed backups; (count, bytes).
     Call only while holding the backup lock: a running backup's new blobs are referenced by

@@ -446,17 +446,22 @@ def upload_missing_blobs(s3, summary: dict, report, recipients) -> list[str]:
 
 def remote_blob_names(s3) -> set[str]:
     """The SHA-256 of every blob on S3 (complete uploads only: S3 lists no unfinished ones)."""
+    return set(remote_blob_sizes(s3))
+
+
+def remote_blob_sizes(s3) -> dict[str, int]:
+    """{sha256: stored size} of every blob on S3 (an encrypted one is a little larger)."""
     prefix = blob_object_key("00")[: -len("00/00")]  # "<prefix>/blobs/"
-    names = set()
+    sizes = {}
     paginator = s3.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=settings.BACKUP_S3_BUCKET, Prefix=prefix):
             for item in page.get("Contents", []):
                 if sha256 := blobs.sha256_from_key(item["Key"]):
-                    names.add(sha256)
+                    sizes[sha256] = item["Size"]
     except TRANSPORT_ERRORS as exc:
         raise OffsiteError(f"cannot list s3://{settings.BACKUP_S3_BUCKET}/{prefix}: {explain(exc)}") from exc
-    return names
+    return sizes
 
 
 def fetch_missing_blobs(s3, manifest: dict, report, identities=None) -> int:
@@ -476,18 +481,29 @@ def fetch_missing_blobs(s3, manifest: dict, report, identities=None) -> int:
             "Nothing was changed. Restore another set, or from the local copy."
         )
     missing = {sha256: size for sha256, size in needed.items() if not blobs.blob_path(sha256).is_file()}
-    if not missing:
-        return 0
+    try:
+        fetch_blobs(s3, missing, report, identities)
+    except CorruptSet as exc:
+        raise CorruptSet(f"{exc} Restore another set, or from the local copy.") from None
+    return len(missing)
+
+
+def fetch_blobs(s3, sizes: dict[str, int], report, identities=None) -> None:
+    """Download these blobs ({sha256: size, for the progress}) into the local store, decrypted
+    if they were uploaded encrypted (`identities`, or an identity file to load them from), each
+    checked against its name; all are renamed into place at the end, or none (CorruptSet for a
+    damaged one, IdentityRefused for a missing or wrong identity)."""
+    if not sizes:
+        return
     writer = blobs.BlobWriter()
     try:
-        with report.track(f"fetching {len(missing)} blob(s)", sum(missing.values())) as advance:
-            for sha256 in sorted(missing):
+        with report.track(f"fetching {len(sizes)} blob(s)", sum(sizes.values())) as advance:
+            for sha256 in sorted(sizes):
                 identities = _fetch_blob(s3, writer, sha256, advance, identities)
         writer.commit()
     except BaseException:
         writer.discard()
         raise
-    return len(missing)
 
 
 def _fetch_blob(s3, writer, sha256: str, advance, identities):
@@ -511,7 +527,7 @@ def _fetch_blob(s3, writer, sha256: str, advance, identities):
         if digest != sha256:
             raise CorruptSet(
                 f"blob {blobs.blob_key(sha256)} on S3 has SHA-256 {digest}: it is damaged. "
-                "Nothing was changed. Restore another set, or from the local copy."
+                "Nothing was changed."
             )
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -524,7 +540,7 @@ def _blob_identities(identity: str | None, sha256: str):
     path = crypto.identity_file(identity)
     if path is None:
         raise crypto.IdentityRefused(
-            f"blob {blobs.blob_key(sha256)} on S3 is encrypted (it was uploaded by an encrypted set) "
+            f"blob {blobs.blob_key(sha256)} on S3 is encrypted (uploaded with BACKUP_AGE_RECIPIENTS set) "
             f"and no identity was given: pass --identity FILE or set {crypto.IDENTITY_ENV}. "
             "Nothing was changed."
         )

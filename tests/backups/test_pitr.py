@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from shop.backups import blobs
-from shop.backups.pitr import config, monitor, repository, restore, switch
+from shop.backups.pitr import config, images, monitor, repository, restore, switch
 from shop.backups.pitr.pgbackrest import PitrError
 
 
@@ -214,7 +214,7 @@ def image_name(sha256: str) -> str:
 def test_images_come_back_from_the_blob_store_checked_and_thumbnails_are_made_again(media_root):
     red = put_blob(png("red"))
     names = {image_name(red), f"products/thumbs/{red[:2]}/{red}-200.webp"}
-    assert restore.bring_images(names) == []
+    assert images.bring_images(names).problems == []
     assert hashlib.sha256((media_root / image_name(red)).read_bytes()).hexdigest() == red
     thumbnail = Image.open(media_root / f"products/thumbs/{red[:2]}/{red}-200.webp")
     assert thumbnail.format == "WEBP"
@@ -224,7 +224,7 @@ def test_a_missing_or_changed_image_is_named_and_nothing_wrong_is_placed(media_r
     missing = hashlib.sha256(b"never stored").hexdigest()
     changed = hashlib.sha256(png("blue")).hexdigest()
     put_blob(png("green"), sha256=changed)  # the blob's bytes no longer match its name
-    problems = restore.bring_images({image_name(missing), image_name(changed)})
+    problems = images.bring_images({image_name(missing), image_name(changed)}).problems
     assert len(problems) == 2
     assert any(image_name(missing) in problem and "missing" in problem for problem in problems)
     assert any(image_name(changed) in problem and "SHA-256" in problem for problem in problems)

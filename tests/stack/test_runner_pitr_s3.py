@@ -16,7 +16,14 @@ import requests
 
 from tests.conftest import s3_client
 from tests.shop_load import Load
-from tests.stack.test_runner_pitr import readyz, run_runner, shop_connection, start_with_pitr
+from tests.stack.test_runner_pitr import (
+    media_names_with_hashes,
+    readyz,
+    run_runner,
+    sha256_of,
+    shop_connection,
+    start_with_pitr,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -43,12 +50,15 @@ def s3_stack(stack, s3_endpoint, s3_tls_endpoint):
 
 
 def repo2_keys(s3_endpoint, bucket: str, under: str) -> list[str]:
-    """Object keys in repo2 under `<BACKUP_S3_PREFIX>/pgbackrest/<under>` (read over moto's HTTP side)."""
+    """Object keys in repo2 under `<BACKUP_S3_PREFIX>/pgbackrest/<under>`."""
+    return bucket_keys(s3_endpoint, bucket, f"{PREFIX}/pgbackrest/{under}")
+
+
+def bucket_keys(s3_endpoint, bucket: str, prefix: str) -> list[str]:
+    """Object keys under `prefix` (read over moto's HTTP side)."""
     client = s3_client(s3_endpoint)
     keys = []
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{PREFIX}/pgbackrest/{under}"
-    ):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [item["Key"] for item in page.get("Contents", [])]
     return keys
 
@@ -94,8 +104,9 @@ def test_repo2_gets_wal_and_the_full_backup_a_dead_s3_never_stops_orders_and_s3_
     repo2 on S3; then S3 refuses connections: orders go on, /readyz stays 200 and says archiving
     is behind, with pgBackRest's word that repo2 is the one failing, while repo1 (the backup
     volume) keeps receiving the WAL; once S3 is back, archiving catches up. Last, the server's
-    data directory AND repo1 are destroyed: `restore --to latest` chooses repo2 and says why, and
-    every order placed is back and served."""
+    data directory, repo1, the blob store and the product images are destroyed: `restore --to
+    latest` chooses repo2 and says why, fetches every image's blob from S3, and every order and
+    image is back and served."""
     stack = s3_stack
     start_with_pitr(stack)  # the first full backup goes to both repositories
     backups = repo2_keys(s3_endpoint, stack.bucket, "backup/shop/")
@@ -155,8 +166,19 @@ def test_repo2_gets_wal_and_the_full_backup_a_dead_s3_never_stops_orders_and_s3_
     restore_from_s3_alone(stack, s3_endpoint, placed, load.staff)
 
 
+def blobs_on_s3(s3_endpoint, bucket: str) -> set[str]:
+    return {key.rsplit("/", 1)[-1] for key in bucket_keys(s3_endpoint, bucket, f"{PREFIX}/blobs/")}
+
+
 def restore_from_s3_alone(stack, s3_endpoint, placed: list[tuple[str, object]], staff) -> None:
-    """The server and the backup volume's repository (repo1) are lost; repo2 (S3) has it all."""
+    """The server and the whole backup volume's part for it (repo1 and the blob store) are lost,
+    with the product images in MEDIA_ROOT; S3 has it all (repo2, the blobs)."""
+    # Images uploaded while S3 was down reach it at the image archive's next retry (30 s, then
+    # doubling) or with the next backup set, the sweep: take one, so every blob is on S3 now.
+    stack.manage("backup_now")
+    images = media_names_with_hashes(stack)
+    assert images
+    assert set(images.values()) <= blobs_on_s3(s3_endpoint, stack.bucket), images
     last = switch_wal(stack)
     stack.wait_until(lambda: in_repo2(s3_endpoint, stack.bucket, last), 60)
     config = stack.config
@@ -164,6 +186,9 @@ def restore_from_s3_alone(stack, s3_endpoint, placed: list[tuple[str, object]], 
     os.kill(postmaster, signal.SIGKILL)
     shutil.rmtree(config.postgres_dir)
     shutil.rmtree(config.backups / "pgbackrest")
+    shutil.rmtree(config.backups / "blobs")
+    for name in images:
+        (config.data / "uploads" / name).unlink()
 
     forced = run_runner(stack, "restore", "--to", "latest", "--repo", "1", "--dry-run")
     assert forced.returncode != 0, forced.stdout
@@ -180,13 +205,20 @@ def restore_from_s3_alone(stack, s3_endpoint, placed: list[tuple[str, object]], 
     # The WAL replayed came from repo2 too (archive-get in the restore_command pgBackRest wrote).
     restore_command = (config.postgres_dir / "postgresql.auto.conf").read_text()
     assert "--repo=2 --stanza=shop archive-get" in restore_command, restore_command
+    assert f"{len(images)} image(s) fetched from S3" in restored.stdout, restored.stdout
     stack.wait_until_ready(180)
+    for name, sha256 in images.items():
+        assert sha256_of(config.data / "uploads" / name) == sha256, name
+        assert requests.get(f"{stack.url}/media/{name}", timeout=10).status_code == 200, name
 
     present = order_numbers(stack)
     assert len(placed) >= 6
     missing = [number for number, _ in placed if number not in present]
     assert not missing, f"orders archived to S3 are lost: {missing}"
-    print(f"\nrestore from S3 alone: {len(placed)} orders back, `restore --to latest` took {seconds:.1f} s")
+    print(
+        f"\nrestore from S3 alone: {len(placed)} orders and {len(images)} images (fetched from S3) back, "
+        f"`restore --to latest` took {seconds:.1f} s"
+    )
     for number, _ in placed[-3:]:
         page = staff.get(f"{stack.url}/orders/{number}/")
         assert page.status_code == 200

@@ -10,8 +10,9 @@
 3. Start a temporary PostgreSQL on it (127.0.0.1, a spare port) and wait until it has replayed
    the WAL up to the target and promoted itself (a new timeline, archived like any other).
 4. Read the product images the restored rows name (shop/catalog/media.py) and bring each into
-   MEDIA_ROOT from the blob store (BACKUP_PATH/blobs), its SHA-256 checked; a missing thumbnail is
-   made again from its image. Any image missing or wrong: stop here, naming them; the live data
+   MEDIA_ROOT from the blob store (BACKUP_PATH/blobs), or from S3 when the blob store lacks it
+   (images.py: decrypted with the identity if need be), its SHA-256 checked; a missing thumbnail
+   is made again from its image. Any image missing or wrong: stop here, naming them; the live data
    directory was never touched.
 5. Stop the temporary server; switch the directories (switch.py: the previous one is kept as
    `<live>.before-pitr-<stamp>` for rollback).
@@ -31,9 +32,8 @@ from pathlib import Path
 import psycopg
 from django.conf import settings
 
-from shop.backups import blobs, status
-from shop.backups.blobs import copy_hashing
-from shop.backups.pitr import config, pgbackrest, repository, switch
+from shop.backups import status
+from shop.backups.pitr import config, images, pgbackrest, repository, switch
 from shop.backups.pitr.pgbackrest import PitrError
 from shop.catalog import media
 
@@ -89,7 +89,7 @@ def live_directory() -> Path:
     return Path(settings.PITR_PG_DATA)
 
 
-def make_plan(target_text: str, repo: int | None = None) -> PitrPlan:
+def make_plan(target_text: str, repo: int | None = None, identity: str | None = None) -> PitrPlan:
     pgbackrest.require_enabled()
     target = parse_target(target_text)
     live = live_directory()
@@ -109,7 +109,8 @@ def make_plan(target_text: str, repo: int | None = None) -> PitrPlan:
         f"finished {backup['stopped'].isoformat(sep=' ')}) in repo{plan.repo}",
         f"WAL archived up to segment {choice.newest_wal} in repo{plan.repo}",
         f"restore into {plan.restored}, replay WAL on a temporary server, bring the images the rows name "
-        f"into {settings.MEDIA_ROOT} from {blobs.store_root()}",
+        f"into {settings.MEDIA_ROOT}",
+        *images.plan_lines(identity),
         f"then switch: {live} -> {switch.previous_path(live, stamp)} (kept for rollback), "
         f"{plan.restored} -> {live}",
     ]
@@ -131,12 +132,19 @@ def server_running(data_dir: Path) -> bool:
 
 
 def restore_to_time(
-    target_text: str, *, dry_run: bool, confirm, show, report, repo: int | None = None
+    target_text: str,
+    *,
+    dry_run: bool,
+    confirm,
+    show,
+    report,
+    repo: int | None = None,
+    identity: str | None = None,
 ) -> list[str] | None:
     finished = switch.finish_interrupted_switch(live_directory()) if settings.PITR_PG_DATA else None
     if finished:
         report.step(finished)
-    plan = make_plan(target_text, repo)
+    plan = make_plan(target_text, repo, identity)
     show(plan.lines)
     if dry_run or not confirm():
         return None
@@ -161,12 +169,12 @@ def restore_to_time(
             with temporary_server(plan.restored) as server:
                 names = read_media_names(server.port)
             plan.notes.append("the archive ended before the target: restored to the end of the archive")
-        report.step(f"bringing {len(names)} image file(s) into place from the blob store")
-        problems = bring_images(names)
-        if problems:
+        report.step(f"bringing {len(names)} image file(s) into place")
+        brought = images.bring_images(names, identity, report)
+        if brought.problems:
             raise PitrError(
-                f"{len(problems)} image(s) named by the restored rows cannot be brought back (the live data "
-                "was not touched): " + "; ".join(problems[:20])
+                f"{len(brought.problems)} image(s) named by the restored rows cannot be brought back (the "
+                "live data was not touched): " + "; ".join(brought.problems[:20])
             )
     except BaseException:
         shutil.rmtree(plan.restored, ignore_errors=True)
@@ -179,6 +187,7 @@ def restore_to_time(
         *plan.notes,
         server.last_transaction,
         f"{len(names)} image file(s) checked in {settings.MEDIA_ROOT}",
+        f"{brought.from_s3} image(s) fetched from S3",
         f"previous data directory kept in {previous}" if previous else "there was no previous data directory",
     ]
     record(plan, summary)
@@ -363,62 +372,3 @@ def connect(port: int) -> psycopg.Connection:
 def read_media_names(port: int) -> set[str]:
     with connect(port) as conn:
         return media.referenced_media_names(conn)
-
-
-def bring_images(names: set[str]) -> list[str]:
-    """Every image the rows name into MEDIA_ROOT, hash-checked; the problems (empty: all there)."""
-    root = Path(settings.MEDIA_ROOT)
-    problems = []
-    images = sorted(name for name in names if media.name_sha256(name))
-    for name in images:
-        problem = bring_image(root, name, media.name_sha256(name))
-        if problem:
-            problems.append(problem)
-    for name in sorted(names - set(images)):
-        if not (root / name).is_file():
-            problem = remake_thumbnail(root, name)
-            if problem:
-                problems.append(problem)
-    return problems
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as source, open(os.devnull, "wb") as sink:
-        return copy_hashing(source, sink)[0]
-
-
-def bring_image(root: Path, name: str, sha256: str) -> str | None:
-    target = root / name
-    if target.is_file() and file_sha256(target) == sha256:
-        return None
-    source = blobs.blob_path(sha256)
-    if not source.is_file():
-        return f"{name}: missing in MEDIA_ROOT and in the blob store ({blobs.blob_key(sha256)})"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".pitr-incoming-{target.name}")
-    with open(source, "rb") as blob, open(temporary, "wb") as out:
-        copied, _ = copy_hashing(blob, out)
-        out.flush()
-        os.fsync(out.fileno())
-    if copied != sha256:
-        temporary.unlink()
-        return f"{name}: the blob {blobs.blob_key(sha256)} has SHA-256 {copied}, not {sha256}"
-    temporary.chmod(0o644)
-    os.rename(temporary, target)
-    return None
-
-
-def remake_thumbnail(root: Path, name: str) -> str | None:
-    """A thumbnail is derived data: made again from its image (products/thumbs/ab/<sha>-<size>.webp)."""
-    from shop.catalog.images import make_thumbnail
-
-    stem = name.rsplit("/", 1)[-1].removesuffix(".webp")
-    sha256, _, size = stem.rpartition("-")
-    image = next((path for path in (root / "products" / sha256[:2]).glob(f"{sha256}.*")), None)
-    if image is None or not size.isdigit():
-        return f"{name}: missing, and its image is not there to make it again"
-    target = root / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(image, "rb") as source:
-        target.write_bytes(make_thumbnail(source, int(size)))
-    return None

@@ -71,7 +71,7 @@ class Command(BaseCommand):
             self._recover(verbosity)
             return
         if to is not None:
-            self._restore_to_time(to, repo, dry_run, yes, verbosity)
+            self._restore_to_time(to, repo, dry_run, yes, verbosity, identity)
             return
         # --verbosity 0 prints nothing, but a plan that needs a confirmation is always shown.
         self.quiet = verbosity == 0 and yes and not dry_run
@@ -98,7 +98,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS("Restore complete."))
 
-    def _restore_to_time(self, to, repo, dry_run, yes, verbosity):
+    def _restore_to_time(self, to, repo, dry_run, yes, verbosity, identity):
         from shop.backups.pitr.restore import restore_to_time
 
         self.quiet = verbosity == 0 and yes and not dry_run
@@ -106,6 +106,7 @@ class Command(BaseCommand):
             summary = restore_to_time(
                 to,
                 repo=repo,
+                identity=identity,
                 dry_run=dry_run,
                 confirm=lambda: yes or self._confirm(),
                 show=self._show_plan,
