@@ -53,6 +53,18 @@ def docker_missing() -> str | None:
     return None
 
 
+def wait_for(condition, timeout: float, message, interval: float = 1.0):
+    """condition()'s first true value within timeout seconds; else AssertionError(message, or
+    message() when it is callable: a message that reads logs is made only on failure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message() if callable(message) else message)
+
+
 def free_ports(count: int) -> list[int]:
     sockets = [socket.socket() for _ in range(count)]
     try:

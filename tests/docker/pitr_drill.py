@@ -21,7 +21,7 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.docker.compose_project import S3_CA_IN_CONTAINERS, ComposeProject
+from tests.docker.compose_project import S3_CA_IN_CONTAINERS, ComposeProject, wait_for
 from tests.shop_http import add_to_cart, assert_served_as_image, browser, place_order, staff_session
 from tests.shop_load import Load
 
@@ -50,16 +50,6 @@ def pgbackrest_info(project: ComposeProject, repo: int) -> dict:
         f'pgbackrest --config="$PITR_PGBACKREST_CONFIG" --stanza=shop --repo={repo} --output=json info',
     )  # fmt: skip
     return json.loads(result.stdout)[0]
-
-
-def wait_for(condition, timeout: float, message):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(message() if callable(message) else message)
 
 
 def archived_wal_after_switch(project: ComposeProject) -> str:

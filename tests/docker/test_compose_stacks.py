@@ -26,6 +26,7 @@ from tests.docker.compose_project import (
     ComposeProject,
     free_ports,
     make_s3_tls_certificate,
+    wait_for,
 )
 from tests.shop_http import (
     STAFF_PASSWORD,
@@ -137,16 +138,6 @@ def prod(project):
 
 def started_at(project: ComposeProject, service: str) -> str:
     return project.container(service)["State"]["StartedAt"]
-
-
-def wait_for(condition, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(message)
 
 
 def new_files(directory, before: set) -> list:
