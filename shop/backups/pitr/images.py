@@ -95,6 +95,9 @@ def bring_image(root: Path, name: str, sha256: str, keys=None) -> str | None:
     except CorruptSet as exc:
         temporary.unlink()
         return f"{name}: {exc}"
+    except BaseException:  # a wrong identity, a full disk: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
     temporary.chmod(0o644)
     os.rename(temporary, target)
     return None
