@@ -235,10 +235,11 @@ def recorded_ciphertexts() -> dict[str, dict]:
     return records
 
 
-def _ciphertext_record(path: Path) -> dict:
+def _ciphertext_record(path: Path, advance=None) -> dict:
+    """The size and SHA-256 of a blob file as it is stored (of an encrypted one's ciphertext)."""
     with open(path, "rb") as blob:
         out = crypto.HashingWriter(None)
-        copy_hashing(blob, out)
+        copy_hashing(blob, out, advance)
     return out.stored()
 
 
@@ -301,13 +302,12 @@ def blob_problem(sha256: str, size: int, advance=None, keys=None, stored: dict |
 def _ciphertext_problem(path: Path, sha256: str, stored: dict | None, advance) -> str | None:
     if stored is None:
         return None
-    with open(path, "rb") as blob:
-        out = crypto.HashingWriter(None)
-        copy_hashing(blob, out, advance)
-    if out.stored() != stored:
+    found = _ciphertext_record(path, advance)
+    if found != stored:
         return (
-            f"blob {blob_key(sha256)} (encrypted) has {out.size} bytes and SHA-256 {out.sha256.hexdigest()}, "
-            f"the index says {stored['stored_size']} and {stored['stored_sha256']}: its content changed"
+            f"blob {blob_key(sha256)} (encrypted) has {found['stored_size']} bytes and SHA-256 "
+            f"{found['stored_sha256']}, the index says {stored['stored_size']} and "
+            f"{stored['stored_sha256']}: its content changed"
         )
     return None
 

@@ -24,19 +24,9 @@ from tests.backups.conftest import (
     table_fingerprints,
     upload_fingerprints,
 )
-from tests.backups.test_encryption import Key, working_copies
+from tests.backups.test_encryption import working_copies
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def key_a(tmp_path):
-    return Key(tmp_path, "key-a")
-
-
-@pytest.fixture
-def key_b(tmp_path):
-    return Key(tmp_path, "key-b")
 
 
 @pytest.fixture

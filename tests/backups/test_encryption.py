@@ -43,16 +43,6 @@ class Key:
 
 
 @pytest.fixture
-def key_a(tmp_path):
-    return Key(tmp_path, "key-a")
-
-
-@pytest.fixture
-def key_b(tmp_path):
-    return Key(tmp_path, "key-b")
-
-
-@pytest.fixture
 def marked_shop(shop_data, media_root):
     """The shop's data with a marker planted in the dump (a table comment, which pg_dump keeps
     uncompressed in its table of contents) and in the uploads (a plain file)."""
