@@ -111,8 +111,9 @@ def stage_uploads(set_dir: Path, manifest: Manifest, destination: Path, report, 
     blob_files = manifest.uploads.blob_files()
     if blob_files:
         link = blobs.same_filesystem(blobs.store_root(), destination)
-        how = "hard-linked (or, encrypted, decrypted) from" if link else "copied from (another filesystem)"
-        report.detail(f"{len(blob_files)} upload files {how} the blob store {blobs.store_root()}")
+        how = "hard-linked from" if link else "copied from (another filesystem)"
+        decrypted = "; the encrypted ones decrypted, never linked" if keys else ""
+        report.detail(f"{len(blob_files)} upload files {how} the blob store {blobs.store_root()}{decrypted}")
         with report.track("placing blobs", sum(entry.size for entry in blob_files)) as advance:
             for entry in blob_files:
                 target = destination.joinpath(*safe_parts(entry.path))

@@ -17,14 +17,12 @@ from shop.catalog.models import ProductImage
 from shop.catalog.services import add_product_image
 from tests.backups.conftest import (
     backup_now,
-    derived_databases,
-    hidden_entries,
     image_upload,
     run_command,
     table_fingerprints,
     upload_fingerprints,
 )
-from tests.backups.test_encryption import working_copies
+from tests.backups.test_encryption import assert_untouched, working_copies
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,13 +70,6 @@ def flip_a_byte(path) -> None:
 
 def live_state(media_root):
     return table_fingerprints(), upload_fingerprints(media_root)
-
-
-def assert_untouched(live, media_root, backup_settings):
-    assert live_state(media_root) == live
-    assert derived_databases() == []
-    assert hidden_entries(media_root) == []
-    assert working_copies(backup_settings) == []
 
 
 def test_plaintext_size_of_an_age_blob_comes_from_its_header_and_length(tmp_path, key_a, key_b):
