@@ -301,3 +301,29 @@ def test_a_restore_to_a_time_brings_images_back_from_an_encrypted_store(
     assert (brought.problems, brought.from_s3) == ([], 0)
     assert hashlib.sha256((media_root / name).read_bytes()).hexdigest() == sha256
     assert all((media_root / other).is_file() for other in names)
+
+
+def test_a_media_bucket_downloaded_into_an_encrypted_store_is_restored_with_the_identity(
+    encrypting, media_bucket, s3_bucket, shop_data, settings, django_capture_on_commit_callbacks, key_b
+):
+    settings.BACKUP_S3_ACCESS_KEY_ID = "another-key"  # no server-side copy: through the local store
+    set_id = backup_now()
+    index = json.loads((local.set_dir(set_id) / INDEX_NAME).read_text())
+    assert index["blobs"]
+    assert set(index["stored_blobs"]) == set(index["blobs"])  # every object downloaded, encrypted
+    image = ProductImage.objects.filter(product=shop_data[1]).get()
+    names = image.stored_names()
+    originals = {name: media_bucket.read(name) for name in names}
+    for name, data in originals.items():
+        assert blobs.blob_path(hashlib.sha256(data).hexdigest()).read_bytes().startswith(AGE_HEADER), name
+    with django_capture_on_commit_callbacks(execute=True):
+        image.delete()
+    before = media_bucket.names()
+
+    with pytest.raises(CommandError, match="not one of them"):
+        run_command("restore_backup", set_id, "--identity", str(key_b.file), "--yes")
+    assert media_bucket.names() == before
+    run_command("restore_backup", set_id, "--identity", str(encrypting.file), "--yes")
+
+    for name in names:
+        assert media_bucket.read(name) == originals[name]
