@@ -16,8 +16,9 @@ of incompressible "images", then measures, in the same run:
   django-dbbackup:  `dbbackup` + `mediabackup` (in a venv of their own, --dbbackup-venv, with a
                     settings overlay written into the workdir) against our full and daily backup
   peak memory:      peak RSS of backup_now and restore_backup at each --memory-image-mb size
-  encryption:       backup + S3 upload with BACKUP_AGE_RECIPIENTS set against unset (when the
-                    code has encryption)
+  encryption:       backup + S3 upload with BACKUP_AGE_RECIPIENTS set against unset, and a
+                    local backup with BACKUP_ENCRYPT_LOCAL on against off (the set's files and
+                    every image blob encrypted on disk), when the code has encryption
   zstd:             `backup_now --only db` with BACKUP_DUMP_COMPRESSION=auto (zstd on pg_dump
                     16+) against `default`: dump size and time. The local pg_dump is used, or
                     with --pg-dump-image a pg_dump run from that Docker image (e.g.
@@ -94,6 +95,7 @@ def parse_args():
         default="",
         help="sections to leave out, comma-separated: daily,daily-s3,growth,dbbackup,memory,encryption,zstd",
     )
+    parser.add_argument("--s3-port", type=int, default=0, help="moto's port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     return parser.parse_args()
 
@@ -300,7 +302,7 @@ class Bench:
         import boto3
 
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind(("127.0.0.1", self.args.s3_port))
             port = sock.getsockname()[1]
         server = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -720,7 +722,8 @@ def memory(bench: Bench, results: Results, sizes: list[int]) -> None:
 
 def encryption(bench: Bench, results: Results) -> None:
     """Backup time with age encryption on against off, alternating: of the local set where the
-    code can encrypt it (BACKUP_ENCRYPT_LOCAL), and of the S3 copy (BACKUP_AGE_RECIPIENTS)."""
+    code can encrypt it (BACKUP_ENCRYPT_LOCAL: the set's files and, into an empty BACKUP_PATH,
+    every image blob), and of the S3 copy (BACKUP_AGE_RECIPIENTS)."""
     settings_text = (ROOT / "shop" / "settings.py").read_text()
     if "BACKUP_AGE_RECIPIENTS" not in settings_text:
         results.row("encryption on / off, backup time", "n/a", "<= 1.1", "(no encryption in this code)")

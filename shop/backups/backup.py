@@ -148,7 +148,8 @@ def _write_set(set_id: str, only: str | None, report) -> Manifest:
         write_manifest(incomplete, manifest)
         if settings.BACKUP_ENCRYPT_LOCAL:
             report.step(f"Encrypting set {set_id} on disk (age) ...")
-            crypto.seal_set_dir(incomplete, manifest.to_json(), recipients)
+            stored_blobs = blob_writer.stored_records(manifest.blobs()) if blob_writer else {}
+            crypto.seal_set_dir(incomplete, manifest.to_json(), recipients, stored_blobs)
         local.publish(incomplete, set_id)
     except BaseException:
         if blob_writer:

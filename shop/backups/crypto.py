@@ -3,9 +3,11 @@
 The shop's hosts hold only the recipients' public keys (BACKUP_AGE_RECIPIENTS): they can
 encrypt a set, never read one back. The private identity is needed only to restore or to
 deep-verify, and is given by `--identity FILE` or BACKUP_AGE_IDENTITY_FILE, so a stolen
-bucket does not give away the database, the uploads archive or the manifest (nor a stolen
-backup volume, with BACKUP_ENCRYPT_LOCAL). The image blob store (BACKUP_PATH/blobs) stays
-plaintext on the backup volume: see the README's encryption section.
+bucket does not give away the database, the uploads archive, the manifest or the image blobs.
+With BACKUP_ENCRYPT_LOCAL a stolen backup volume does not either: each set is encrypted on disk
+(seal_set_dir), and every blob written to the local store (BACKUP_PATH/blobs) from then on is
+the same age object that goes to S3 (shop/backups/blobs.py). Blobs stored before it was turned
+on stay plaintext, and valid: a blob's first line tells the two apart.
 
 Everything streams through pyrage's encrypt_io/decrypt_io, which read and write 8 KiB at a
 time: memory stays flat whatever the size of the file.
@@ -13,7 +15,9 @@ time: memory stays flat whatever the size of the file.
 An encrypted set carries a small plaintext index (INDEX_NAME) beside its encrypted files, so
 it can be listed, checked for presence and pruned without the identity: the set ID, times,
 contents, the plaintext and stored size of each file, the SHA-256 of each stored (encrypted)
-file, and the recipients' public keys. No secret and no plaintext checksum is in it. The
+file, the size and SHA-256 of each encrypted blob the set names ("stored_blobs"), and the
+recipients' public keys. No secret and no plaintext checksum is in it (a blob's name is the
+SHA-256 of its plaintext, as it is on S3). The
 manifest's checksums stay those of the plaintext and are checked after decryption, as for
 an unencrypted set; age's authenticated encryption refuses any changed byte on the way.
 """
@@ -80,6 +84,11 @@ def configured_recipients() -> list[x25519.Recipient]:
     return recipients
 
 
+def local_recipients() -> list[x25519.Recipient]:
+    """The recipients the local store's new blobs are encrypted to: [] unless BACKUP_ENCRYPT_LOCAL."""
+    return configured_recipients() if settings.BACKUP_ENCRYPT_LOCAL else []
+
+
 def identity_file(given: str | None) -> str | None:
     """The identity file: `--identity FILE` first, else BACKUP_AGE_IDENTITY_FILE, else None."""
     return given or settings.BACKUP_AGE_IDENTITY_FILE or None
@@ -103,6 +112,20 @@ def load_identities(path: str | os.PathLike) -> list[x25519.Identity]:
     if not identities:
         raise IdentityRefused(f"{path} holds no age identity (AGE-SECRET-KEY-1... line).")
     return identities
+
+
+def identities_to_read(keys, what: str) -> list[x25519.Identity]:
+    """`keys` as identities: a list of them as it is, else the identity file it names (or
+    BACKUP_AGE_IDENTITY_FILE); IdentityRefused, naming `what`, when there is none."""
+    if isinstance(keys, list):
+        return keys
+    path = identity_file(keys)
+    if path is None:
+        raise IdentityRefused(
+            f"{what} is encrypted (with age, by BACKUP_AGE_RECIPIENTS) and no identity was given: pass "
+            f"--identity FILE or set {IDENTITY_ENV}. Nothing was changed."
+        )
+    return load_identities(path)
 
 
 def public_keys(recipients: list[x25519.Recipient]) -> list[str]:
@@ -195,8 +218,10 @@ def is_encrypted(data: bytes) -> bool:
 # --- sets ----------------------------------------------------------------------------------
 
 
-def make_index(manifest: dict, stored: dict[str, dict], recipients: list[str]) -> dict:
-    """The plaintext index of an encrypted set: what listing, presence checks and retention need."""
+def make_index(manifest: dict, stored: dict[str, dict], recipients: list[str], stored_blobs=None) -> dict:
+    """The plaintext index of an encrypted set: what listing, presence checks and retention need,
+    and what a check without the identity compares the stored bytes with (`stored_blobs`:
+    {sha256: {"stored_size", "stored_sha256"}} of the encrypted blobs the set names)."""
     return {
         "format": INDEX_FORMAT,
         "id": manifest["id"],
@@ -219,6 +244,7 @@ def make_index(manifest: dict, stored: dict[str, dict], recipients: list[str]) -
             for upload in (manifest.get("uploads") or {}).get("files") or []
             if upload.get("stored") == "bucket"
         },
+        "stored_blobs": dict(sorted((stored_blobs or {}).items())),
     }
 
 
@@ -272,13 +298,15 @@ def decrypt_manifest(data: bytes, index: dict, identities: list[x25519.Identity]
         ) from None
 
 
-def seal_set_dir(directory: Path, manifest: dict, recipients: list[x25519.Recipient]) -> dict:
+def seal_set_dir(
+    directory: Path, manifest: dict, recipients: list[x25519.Recipient], stored_blobs: dict | None = None
+) -> dict:
     """Encrypt a freshly written set in place (BACKUP_ENCRYPT_LOCAL), file by file, and write its
-    index; the plaintext files are replaced. Returns the index."""
+    index (with `stored_blobs`, see make_index); the plaintext files are replaced. Returns the index."""
     stored = {}
     for name in sorted(manifest["files"]):
         stored[name] = _encrypt_file_in_place(directory / name, recipients)
-    index = make_index(manifest, stored, public_keys(recipients))
+    index = make_index(manifest, stored, public_keys(recipients), stored_blobs)
     manifest_path = directory / MANIFEST_NAME
     ciphertext = encrypt_bytes(manifest_path.read_bytes(), recipients)
     _write_synced(manifest_path.with_name(f".{MANIFEST_NAME}.age"), ciphertext)
@@ -295,11 +323,11 @@ def _encrypt_file_in_place(path: Path, recipients: list[x25519.Recipient]) -> di
         raw.flush()
         os.fsync(raw.fileno())
     os.replace(temporary, path)
-    return {"stored_size": target.size, "stored_sha256": target.sha256.hexdigest()}
+    return target.stored()
 
 
 class HashingWriter:
-    """A write-only wrapper that hashes and counts what is written through it."""
+    """A write-only wrapper that hashes and counts what is written through it (`raw` None: nowhere)."""
 
     def __init__(self, raw):
         self.raw, self.sha256, self.size = raw, hashlib.sha256(), 0
@@ -307,10 +335,27 @@ class HashingWriter:
     def write(self, data) -> int:
         self.sha256.update(data)
         self.size += len(data)
-        return self.raw.write(data)
+        return self.raw.write(data) if self.raw else len(data)
 
     def flush(self) -> None:
-        self.raw.flush()
+        if self.raw:
+            self.raw.flush()
+
+    def stored(self) -> dict:
+        """What was written, as an index records it."""
+        return {"stored_size": self.size, "stored_sha256": self.sha256.hexdigest()}
+
+
+class TeeReader:
+    """A read-only wrapper that also writes what is read through it to `copy`."""
+
+    def __init__(self, raw, copy):
+        self.raw, self.copy = raw, copy
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.copy.write(data)
+        return data
 
 
 def _write_synced(path: Path, data: bytes) -> None:

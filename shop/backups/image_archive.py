@@ -4,9 +4,11 @@ within a minute of the commit that stored it, not at the next nightly set.
 After a commit that stores image files (shop/catalog/services.py calls `schedule`), the
 `archive_images` task (shop/backups/tasks.py) copies each file's bytes to the same blobs the
 backup sets use (shop/backups/blobs.py): into the local store (BACKUP_PATH/blobs, written once,
-fsynced, re-read and checked against its SHA-256), then to S3 under the same key (encrypted to
-BACKUP_AGE_RECIPIENTS like every uploaded blob; in MEDIA_STORAGE=s3 copied server-side from the
-media bucket, plaintext, as the sets do: shop/backups/media_bucket.py). Blobs are immutable and
+encrypted with BACKUP_ENCRYPT_LOCAL, fsynced, re-read and checked against its SHA-256, or an
+encrypted one against its ciphertext's), then to S3 under the same key (encrypted to
+BACKUP_AGE_RECIPIENTS like every uploaded blob, an encrypted local one sent as it is; in
+MEDIA_STORAGE=s3 copied server-side from the media bucket, plaintext, as the sets do:
+shop/backups/media_bucket.py). Blobs are immutable and
 content-addressed, so archiving twice is harmless: the task is idempotent and retried.
 
 Failures never reach the request that stored the image (the task runs after its commit, on the
@@ -109,7 +111,8 @@ def store_locally(name: str) -> tuple[str, int]:
     except BaseException:
         writer.discard()
         raise
-    if problem := blobs.blob_problem(sha256, size):
+    # An encrypted blob written now is compared with the ciphertext just written (no identity here).
+    if problem := blobs.blob_problem(sha256, size, stored=writer.stored.get(sha256)):
         raise ArchiveFailed(problem)
     return sha256, size
 
@@ -124,8 +127,7 @@ def store_offsite(name: str, sha256: str, size: int) -> None:
     if source and media_bucket.shares_backup_endpoint(source):
         media_bucket.BucketBlobCopier(source, client, set()).copy_in(name, size, sha256)
         return
-    recipients = crypto.configured_recipients()
-    s3.upload_file(client, blobs.blob_path(sha256), "images", sha256, LoggingReporter(), recipients, key=key)
+    s3.upload_blob(client, sha256, "images", LoggingReporter(), crypto.configured_recipients())
 
 
 def _present(client, key: str) -> bool:

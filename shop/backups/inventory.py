@@ -154,15 +154,17 @@ def where_to_read(set_id: str, source: str | None) -> str:
 
 @contextlib.contextmanager
 def opened_set(set_id: str, source: str | None, report, identity: str | None = None):
-    """Yield (directory, manifest, source) of a set. A set from S3 is fetched, and a set encrypted
-    on disk decrypted, into a temporary directory on the backup volume, removed afterwards; an
-    encrypted set needs the identity (`identity` file or BACKUP_AGE_IDENTITY_FILE) and is refused
-    without the right one before anything is written. Checksums are not checked here."""
+    """Yield (directory, manifest, source, keys) of a set. A set from S3 is fetched, and a set
+    encrypted on disk decrypted, into a temporary directory on the backup volume, removed
+    afterwards; an encrypted set needs the identity (`identity` file or BACKUP_AGE_IDENTITY_FILE)
+    and is refused without the right one before anything is written. `keys`, to read encrypted
+    blobs with (shop/backups/blobs.py): the identities the set was opened with, else `identity`.
+    Checksums are not checked here."""
     source = where_to_read(set_id, source)
     if source == "local":
         index = crypto.read_index(local.set_dir(set_id))
         if index is None:
-            yield local.set_dir(set_id), local.local_manifest(set_id), "local"
+            yield local.set_dir(set_id), local.local_manifest(set_id), "local", identity
             return
         identities = crypto.identities_for(index, identity)
     elif not s3.configured():
@@ -180,14 +182,15 @@ def opened_set(set_id: str, source: str | None, report, identity: str | None = N
                     f"the decrypted manifest of set {set_id}",
                 ),
                 source,
+                identities,
             )
             return
         report.step(f"Fetching set {set_id} from S3 ...")
         try:
-            s3.download_set(s3.client(), set_id, directory, report, identity)
+            identities = s3.download_set(s3.client(), set_id, directory, report, identity)
         except OffsiteError as exc:
             raise OffsiteError(f"{exc}. Nothing was changed; check the S3 settings and the network.") from exc
-        yield directory, read_manifest(directory), "s3"
+        yield directory, read_manifest(directory), "s3", identities or identity
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 

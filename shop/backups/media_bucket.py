@@ -240,16 +240,17 @@ def server_side_copier(source: MediaSource, report) -> BucketBlobCopier | None:
 
 
 def stream_into_store(source: MediaSource, name: str, blob_writer, advance=None) -> tuple[str, int]:
-    """Download one object into the local blob store (hashed as it is written); (sha256, size)."""
+    """Download one object into the local blob store (hashed as it is written, encrypted with
+    BACKUP_ENCRYPT_LOCAL: shop/backups/blobs.py); (sha256, size)."""
     body = source.client.get_object(Bucket=source.bucket, Key=source.key(name))["Body"]
     temporary = blob_writer.temporary_path()
     try:
         with open(temporary, "xb") as out:
-            sha256, size = blobs.copy_hashing(body, out, advance)
+            sha256, size, stored = blobs.write_blob(body, out, blob_writer.recipients, advance)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    blob_writer.adopt(temporary, sha256)
+    blob_writer.adopt(temporary, sha256, stored)
     return sha256, size
 
 

@@ -16,6 +16,7 @@ harmless copies.
 
 import base64
 import hashlib
+import io
 import logging
 import mimetypes
 
@@ -35,8 +36,9 @@ SHOWN_NAMES = 20  # objects named one by one in the plan (a dry run lists what w
 class BucketRestore:
     """The images part of one restore: planned, staged, switched (or discarded)."""
 
-    def __init__(self, set_id: str, entries: list[UploadFile], source: MediaSource | None = None):
+    def __init__(self, set_id: str, entries: list[UploadFile], source: MediaSource | None = None, keys=None):
         self.source = source or media_source()
+        self.keys = keys  # to read encrypted local blobs with (shop/backups/blobs.py: copy_out)
         self.set_id = set_id
         self.staging_prefix = f"{self.source.prefix}.restore-{set_id}"
         live = {found.name: found.size for found in self.source.objects()}
@@ -113,10 +115,14 @@ class BucketRestore:
                 Bucket=settings.BACKUP_S3_BUCKET, Key=s3.blob_object_key(entry.sha256)
             )
             data = response["Body"].read()
-        else:
-            data = blobs.blob_path(entry.sha256).read_bytes()
-        self._check(entry, hashlib.sha256(data).hexdigest())
-        return data
+            self._check(entry, hashlib.sha256(data).hexdigest())
+            return data
+        out = io.BytesIO()
+        try:
+            blobs.copy_out(entry.sha256, out, self.keys)  # decrypted if need be, its SHA-256 checked
+        except CorruptSet as exc:
+            raise CorruptSet(f"the copy of {entry.path}: {exc}: the backup's copy is damaged.") from None
+        return out.getvalue()
 
     def _put(self, entry: UploadFile, key: str, data: bytes) -> None:
         self.source.client.put_object(
@@ -175,7 +181,7 @@ def object_headers(name: str) -> dict:
     return {"ContentType": content_type, **ContentAddressedS3Storage.object_parameters}
 
 
-def plan_bucket_restore(set_id: str, uploads) -> BucketRestore:
+def plan_bucket_restore(set_id: str, uploads, keys=None) -> BucketRestore:
     """The images part of a restore in MEDIA_STORAGE=s3; BackupError if the set cannot give it."""
     if uploads.files is None:
         raise BackupError(
@@ -183,7 +189,7 @@ def plan_bucket_restore(set_id: str, uploads) -> BucketRestore:
             "uploads with MEDIA_STORAGE=local, or restore only its database (--only db)."
         )
     try:
-        return BucketRestore(set_id, uploads.files)
+        return BucketRestore(set_id, uploads.files, keys=keys)
     except s3.TRANSPORT_ERRORS as exc:
         raise BackupError(
             f"the media bucket cannot be listed: {s3.explain(exc)}. Nothing was changed."

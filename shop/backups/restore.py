@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from shop.backups import durable, media_bucket, staging, status
+from shop.backups import blobs, durable, media_bucket, staging, status
 from shop.backups.archive import media_totals
 from shop.backups.database import (
     DatabaseSwap,
@@ -64,6 +64,7 @@ class RestorePlan:
     warnings: list[str] = field(default_factory=list)
     blockers: list[str] = field(default_factory=list)
     media: BucketRestore | None = None  # MEDIA_STORAGE=s3: the images go back into the bucket
+    keys: object = None  # to read encrypted blobs with: identities, or an identity file (blobs.copy_out)
 
 
 def restore(
@@ -92,14 +93,16 @@ def restore(
             for name in drop_scratch_databases():
                 logger.warning("dropped database %s, left behind by an interrupted restore or verify", name)
         set_id = set_id or latest_set_id(source)
-        with opened_set(set_id, source, report, identity) as (directory, manifest, where):
+        with opened_set(set_id, source, report, identity) as (directory, manifest, where, keys):
             report.step(f"Checking every checksum of set {set_id} ({where}) before touching anything ...")
             # Working out the plan only reads (sizes, versions, migrations, free disk), so it runs
             # while the checksums are checked, and is used only once every one of them matched.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plan") as pool:
-                planned = pool.submit(make_plan, set_id, where, directory, manifest, only)
+                # A missing or wrong identity for encrypted blobs is refused here, before any change.
+                keys = blobs.keys_for(manifest.blobs(), keys)
+                planned = pool.submit(make_plan, set_id, where, directory, manifest, only, keys)
                 overlap = confirmed and not dry_run
-                staging.verify_files(directory, manifest, report, include_blobs=not overlap)
+                staging.verify_files(directory, manifest, report, include_blobs=not overlap, keys=keys)
                 plan = planned.result()
             show(plan_lines(plan))
             if plan.blockers:
@@ -112,11 +115,13 @@ def restore(
             return summary
 
 
-def make_plan(set_id: str, source: str, directory: Path, manifest: Manifest, only: str | None) -> RestorePlan:
+def make_plan(
+    set_id: str, source: str, directory: Path, manifest: Manifest, only: str | None, keys=None
+) -> RestorePlan:
     contents = manifest.contents
     if only and only not in contents:
         raise BackupError(f"set {set_id} holds {', '.join(contents)}, not {only}.")
-    plan = RestorePlan(set_id, source, directory, manifest, [only] if only else contents)
+    plan = RestorePlan(set_id, source, directory, manifest, [only] if only else contents, keys=keys)
     if journal_path().exists():  # only on a dry run: otherwise it was recovered under the lock already
         plan.warnings.append(
             f"an interrupted restore left {journal_path()}: the restore (or `restore_backup --recover`) "
@@ -134,7 +139,7 @@ def make_plan(set_id: str, source: str, directory: Path, manifest: Manifest, onl
 
 def _plan_bucket_uploads(plan: RestorePlan) -> None:
     """The images go back into the media bucket (shop/backups/media_restore.py), not MEDIA_ROOT."""
-    plan.media = plan_bucket_restore(plan.set_id, plan.manifest.uploads)
+    plan.media = plan_bucket_restore(plan.set_id, plan.manifest.uploads, plan.keys)
     plan.lines += plan.media.plan_lines()
     plan.warnings += plan.media.warnings()
     plan.parts = [part for part in plan.parts if part != "uploads"]
@@ -265,7 +270,7 @@ def execute(plan: RestorePlan, report, blobs_checked: bool = True) -> list[str]:
             staged_db = pool.submit(_stage_database, plan, staging_db, report) if "db" in plan.parts else None
             if not blobs_checked:  # a corrupt blob stops the restore here, before any swap
                 report.step(f"Checking the blobs of set {plan.set_id} while the dump is restored ...")
-                staging.verify_blobs(plan.directory, plan.manifest, report)
+                staging.verify_blobs(plan.directory, plan.manifest, report, plan.keys)
             if "uploads" in plan.parts:
                 _stage_uploads(plan, staging_dir, report)
             if plan.media:
@@ -435,7 +440,7 @@ def _undo(swaps: list, exc: BaseException, staging_dir: Path, staging_db: str, j
 
 def _stage_uploads(plan: RestorePlan, staging_dir: Path, report) -> None:
     report.step(f"Staging the uploads in {staging_dir} ...")
-    staging.stage_uploads(plan.directory, plan.manifest, staging_dir, report)
+    staging.stage_uploads(plan.directory, plan.manifest, staging_dir, report, plan.keys)
 
 
 def _stage_database(plan: RestorePlan, staging_db: str, report) -> list[str]:

@@ -14,8 +14,10 @@ SHA-256 read from the local file is still compared with the manifest (the plaint
 Blobs (shop/backups/blobs.py) live under `<prefix>/blobs/<sha256[:2]>/<sha256>`, beside the
 sets' `<prefix>/<set id>/<file>`, keyed by the SHA-256 of their plaintext: a set uploads only the
 blobs one listing of `<prefix>/blobs/` does not show (encrypted like the rest when recipients are
-set, marked by their metadata), before its manifest, so a set whose manifest is on S3 has all
-its blobs there too. The index of an encrypted set lists its blobs, for retention's sweep.
+set, marked by their metadata; a blob the local store holds encrypted, BACKUP_ENCRYPT_LOCAL, is
+sent as it is stored, never encrypted twice), before its manifest, so a set whose manifest is on
+S3 has all its blobs there too. The index of an encrypted set lists its blobs, for retention's
+sweep. A blob fetched back into a store that encrypts keeps (or gets) its age ciphertext.
 """
 
 import base64
@@ -206,15 +208,23 @@ class _WithinProgress:
 
 
 def upload_file(
-    s3, path: Path, set_id: str, expected_sha256: str, report, recipients=None, key: str | None = None
+    s3,
+    path: Path,
+    set_id: str,
+    expected_sha256: str | None,
+    report,
+    recipients=None,
+    key: str | None = None,
+    sealed: bool = False,
 ) -> dict:
     """Upload a file to `key` (by default the set's own key for it), encrypted to `recipients` on
-    the way if given; check that what was read has `expected_sha256` and that S3 holds what was
-    sent; returns PartSender.stored()."""
+    the way if given, or marked encrypted as it is if `sealed` (age ciphertext already); check
+    that what was read has `expected_sha256` (unless None) and that S3 holds what was sent;
+    returns PartSender.stored()."""
     bucket, key = settings.BACKUP_S3_BUCKET, key or object_key(set_id, path.name)
     size = path.stat().st_size
     # An encrypted object's SHA-256 is known only once it is sent: the index records it.
-    metadata = {"encrypted": crypto.SCHEME} if recipients else {"sha256": expected_sha256}
+    metadata = {"encrypted": crypto.SCHEME} if recipients or sealed else {"sha256": expected_sha256}
     upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256", Metadata=metadata)
     sender = PartSender(s3, key, upload["UploadId"], part_size_for(max_stored_size(size, bool(recipients))))
     try:
@@ -226,7 +236,7 @@ def upload_file(
                 while data := source.read(sender.part_size):
                     sender.write(data)
             sender.finish()
-        if source.sha256.hexdigest() != expected_sha256:
+        if expected_sha256 is not None and source.sha256.hexdigest() != expected_sha256:
             raise CorruptSet(f"{path} no longer matches its manifest checksum; not uploading it.")
         s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": sender.parts}
@@ -292,7 +302,7 @@ def upload_set(set_dir: Path, summary: dict, report) -> None:
         for name, entry in sorted(summary["files"].items()):
             expected = entry["stored_sha256"] if sealed else entry["sha256"]
             stored[name] = upload_file(s3, set_dir / name, set_id, expected, report, recipients)
-        # Blobs are plaintext in the local store (also of a set encrypted on disk): encrypted here.
+        # Plaintext blobs are encrypted here; those encrypted in the local store are sent as they are.
         upload_missing_blobs(s3, summary, report, recipients or crypto.configured_recipients())
         manifest_bytes = (set_dir / MANIFEST_NAME).read_bytes()
         index = None
@@ -392,10 +402,11 @@ def _stored_as_recorded(head: dict, entry: dict) -> bool:
     return head["ContentLength"] == entry["size"] and head["Metadata"].get("sha256") == entry["sha256"]
 
 
-def download_set(s3, set_id: str, destination: Path, report, identity: str | None = None) -> None:
+def download_set(s3, set_id: str, destination: Path, report, identity: str | None = None):
     """Stream every file of a set (manifest first) into destination, decrypting an encrypted set
     with the identity (`identity` file or BACKUP_AGE_IDENTITY_FILE): the manifest is decrypted
-    first, so a missing or wrong identity stops before any data is read. Checksums are checked later."""
+    first, so a missing or wrong identity stops before any data is read. Checksums are checked later.
+    Returns the identities loaded (None for a set not encrypted), to read its blobs with."""
     try:
         manifest_bytes = _remote_small_file(s3, set_id, MANIFEST_NAME)
         index = identities = None
@@ -423,12 +434,12 @@ def download_set(s3, set_id: str, destination: Path, report, identity: str | Non
         fetch_missing_blobs(s3, manifest, report, identities or identity)
     except TRANSPORT_ERRORS as exc:
         raise OffsiteError(f"downloading set {set_id} from S3 failed: {explain(exc)}") from exc
+    return identities
 
 
 def upload_missing_blobs(s3, summary: dict, report, recipients) -> list[str]:
     """Upload the set's blobs that S3 does not hold yet (one listing, no request per present
-    blob), encrypted to `recipients` if any; the SHA-256s uploaded. Each is checked against its
-    name as it is read."""
+    blob): see upload_blob; the SHA-256s uploaded."""
     needed = blobs.summary_blobs(summary)
     if not needed:
         return []
@@ -437,11 +448,22 @@ def upload_missing_blobs(s3, summary: dict, report, recipients) -> list[str]:
     report.step(f"  blobs: {len(needed) - len(missing)} already offsite, {len(missing)} to upload")
     with report.track("uploading blobs", sum(needed[sha256] for sha256 in missing)) as advance:
         within = _WithinProgress(advance)
+        records = summary.get("stored_blobs") or {}
         for sha256 in missing:
-            key = blob_object_key(sha256)
-            upload_file(s3, blobs.blob_path(sha256), summary["id"], sha256, within, recipients, key=key)
-            report.detail(f"uploaded {key}")
+            upload_blob(s3, sha256, summary["id"], within, recipients, records.get(sha256))
+            report.detail(f"uploaded {blob_object_key(sha256)}")
     return missing
+
+
+def upload_blob(s3, sha256: str, set_id: str, report, recipients, record: dict | None = None) -> dict:
+    """A local blob to S3 under its key. A plaintext one is encrypted to `recipients` if any and
+    checked against its name as it is read; an encrypted one (BACKUP_ENCRYPT_LOCAL) is sent as it
+    is stored, checked against its ciphertext's SHA-256 when `record` (an index's) gives it."""
+    path, key = blobs.blob_path(sha256), blob_object_key(sha256)
+    if blobs.is_encrypted(path):
+        expected = record["stored_sha256"] if record else None
+        return upload_file(s3, path, set_id, expected, report, key=key, sealed=True)
+    return upload_file(s3, path, set_id, sha256, report, recipients, key=key)
 
 
 def remote_blob_names(s3) -> set[str]:
@@ -492,7 +514,9 @@ def fetch_blobs(s3, sizes: dict[str, int], report, identities=None) -> None:
     """Download these blobs ({sha256: size, for the progress}) into the local store, decrypted
     if they were uploaded encrypted (`identities`, or an identity file to load them from), each
     checked against its name; all are renamed into place at the end, or none (CorruptSet for a
-    damaged one, IdentityRefused for a missing or wrong identity)."""
+    damaged one, IdentityRefused for a missing or wrong identity). With BACKUP_ENCRYPT_LOCAL the
+    store keeps the ciphertext of an encrypted one (decrypted on the way only to check its
+    plaintext's SHA-256: the identity is needed all the same) and encrypts a plaintext one."""
     if not sizes:
         return
     writer = blobs.BlobWriter()
@@ -512,18 +536,15 @@ def _fetch_blob(s3, writer, sha256: str, advance, identities):
     temporary = writer.temporary_path()
     try:
         response = s3.get_object(Bucket=settings.BACKUP_S3_BUCKET, Key=blob_object_key(sha256))
+        what = f"blob {blobs.blob_key(sha256)} on S3"
         with create_private_file(temporary) as raw:
-            out = crypto.HashingWriter(raw)
             if response.get("Metadata", {}).get("encrypted"):
-                if not isinstance(identities, list):
-                    identities = _blob_identities(identities, sha256)
-                what = f"blob {blobs.blob_key(sha256)} on S3"
-                crypto.decrypt_stream(crypto.HashingReader(response["Body"], advance), out, identities, what)
+                identities = crypto.identities_to_read(identities, what)
+                digest, stored = _receive_encrypted(
+                    response["Body"], raw, identities, bool(writer.recipients), what, advance
+                )
             else:
-                for chunk in response["Body"].iter_chunks(CHUNK_SIZE):
-                    out.write(chunk)
-                    advance(len(chunk))
-        digest = out.sha256.hexdigest()
+                digest, _, stored = blobs.write_blob(response["Body"], raw, writer.recipients, advance)
         if digest != sha256:
             raise CorruptSet(
                 f"blob {blobs.blob_key(sha256)} on S3 has SHA-256 {digest}: it is damaged. "
@@ -532,19 +553,22 @@ def _fetch_blob(s3, writer, sha256: str, advance, identities):
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    writer.adopt(temporary, digest)
+    writer.adopt(temporary, digest, stored)
     return identities
 
 
-def _blob_identities(identity: str | None, sha256: str):
-    path = crypto.identity_file(identity)
-    if path is None:
-        raise crypto.IdentityRefused(
-            f"blob {blobs.blob_key(sha256)} on S3 is encrypted (uploaded with BACKUP_AGE_RECIPIENTS set) "
-            f"and no identity was given: pass --identity FILE or set {crypto.IDENTITY_ENV}. "
-            "Nothing was changed."
-        )
-    return crypto.load_identities(path)
+def _receive_encrypted(
+    body, raw, identities, keep_encrypted: bool, what: str, advance
+) -> tuple[str, dict | None]:
+    """An encrypted blob from S3 into `raw`: decrypted, or with `keep_encrypted` (a store that
+    encrypts) its ciphertext kept as it is and decrypted on the way only to hash the plaintext;
+    (the plaintext's SHA-256, the ciphertext's size and SHA-256 if kept)."""
+    plaintext = crypto.HashingWriter(None if keep_encrypted else raw)
+    kept = crypto.HashingWriter(raw)
+    if keep_encrypted:
+        body = crypto.TeeReader(body, kept)
+    crypto.decrypt_stream(crypto.HashingReader(body, advance), plaintext, identities, what)
+    return plaintext.sha256.hexdigest(), kept.stored() if keep_encrypted else None
 
 
 def delete_remote_blobs(s3, names) -> int:

@@ -54,6 +54,21 @@ def backup_settings(settings, tmp_path):
 
 
 @pytest.fixture
+def key_a(tmp_path):
+    """An age key pair (tests/backups/test_encryption.py: Key), its identity in a file."""
+    from tests.backups.test_encryption import Key
+
+    return Key(tmp_path, "key-a")
+
+
+@pytest.fixture
+def key_b(tmp_path):
+    from tests.backups.test_encryption import Key
+
+    return Key(tmp_path, "key-b")
+
+
+@pytest.fixture
 def s3_bucket(settings, s3_endpoint):
     """A fresh bucket per test, and the settings pointing at it."""
     settings.BACKUP_S3_ENDPOINT_URL = s3_endpoint

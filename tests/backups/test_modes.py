@@ -61,9 +61,9 @@ def test_a_set_fetched_from_s3_is_private_too(
     seen = {}
     real_verify = staging.verify_files
 
-    def verify_files(directory, set_manifest, report):  # a spy: the fetched copy as it is checked
+    def verify_files(directory, set_manifest, report, **options):  # a spy: the fetched copy as it is checked
         seen.update({path.name: mode(path) for path in [directory, *directory.iterdir()]})
-        return real_verify(directory, set_manifest, report)
+        return real_verify(directory, set_manifest, report, **options)
 
     monkeypatch.setattr("shop.backups.verify.verify_files", verify_files)
     run_command("verify_backup", set_id, "--source", "s3")

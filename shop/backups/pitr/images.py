@@ -6,7 +6,9 @@ blob store (BACKUP_PATH/blobs); else, when S3 is configured, the same blob on S3
 (`<BACKUP_S3_PREFIX>/blobs/ab/<sha256>`, uploaded by the backup sets and the continuous image
 archive), fetched into the local store first by the set restore's own downloader
 (s3.fetch_blobs: decrypted with the identity when it was uploaded encrypted, checked against its
-name, renamed into place only when every fetched blob is good). A thumbnail is derived data: it is
+name, renamed into place only when every fetched blob is good; kept encrypted in a store that
+encrypts, BACKUP_ENCRYPT_LOCAL). Every image is copied out through blobs.copy_out (decrypted with
+the identity when its blob is encrypted). A thumbnail is derived data: it is
 made again from its image. Names are content hashes, so a file is only ever added, never changed.
 """
 
@@ -18,7 +20,7 @@ from django.conf import settings
 
 from shop.backups import blobs, crypto, local, s3
 from shop.backups.blobs import copy_hashing
-from shop.backups.errors import BackupError
+from shop.backups.errors import BackupError, CorruptSet
 from shop.backups.pitr.pgbackrest import PitrError
 from shop.backups.progress import LoggingReporter
 from shop.catalog import media
@@ -38,9 +40,11 @@ def bring_images(names: set[str], identity: str | None = None, report=None) -> I
     images = {name: sha256 for name in sorted(names) if (sha256 := media.name_sha256(name))}
     absent = {name: sha256 for name, sha256 in images.items() if not in_place(root / name, sha256)}
     unstored = {sha256 for sha256 in absent.values() if not blobs.blob_path(sha256).is_file()}
+    # Encrypted local blobs (BACKUP_ENCRYPT_LOCAL) need the identity: refused before any is copied.
+    keys = blobs.keys_for(set(absent.values()) - unstored, identity) or identity
     result = ImagesBrought(len(names), fetch_from_s3(unstored, identity, report or LoggingReporter()))
     for name, sha256 in absent.items():
-        if problem := bring_image(root, name, sha256):
+        if problem := bring_image(root, name, sha256, keys):
             result.problems.append(problem)
     for name in sorted(names - images.keys()):
         if not (root / name).is_file() and (problem := remake_thumbnail(root, name)):
@@ -73,8 +77,9 @@ def in_place(path: Path, sha256: str) -> bool:
     return path.is_file() and file_sha256(path) == sha256
 
 
-def bring_image(root: Path, name: str, sha256: str) -> str | None:
-    """The image from the local blob store into MEDIA_ROOT, checked as it is copied; or the problem."""
+def bring_image(root: Path, name: str, sha256: str, keys=None) -> str | None:
+    """The image from the local blob store into MEDIA_ROOT, checked as it is copied (decrypted with
+    `keys`, an identity file or identities, if the blob is encrypted); or the problem."""
     source = blobs.blob_path(sha256)
     if not source.is_file():
         where = "the blob store and on S3" if s3.configured() else "the blob store (S3 is not configured)"
@@ -82,13 +87,17 @@ def bring_image(root: Path, name: str, sha256: str) -> str | None:
     target = root / name
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".pitr-incoming-{target.name}")
-    with open(source, "rb") as blob, open(temporary, "wb") as out:
-        copied, _ = copy_hashing(blob, out)
-        out.flush()
-        os.fsync(out.fileno())
-    if copied != sha256:
+    try:
+        with open(temporary, "wb") as out:
+            blobs.copy_out(sha256, out, keys)
+            out.flush()
+            os.fsync(out.fileno())
+    except CorruptSet as exc:
         temporary.unlink()
-        return f"{name}: the blob {blobs.blob_key(sha256)} has SHA-256 {copied}, not {sha256}"
+        return f"{name}: {exc}"
+    except BaseException:  # a wrong identity, a full disk: no half-written file left behind
+        temporary.unlink(missing_ok=True)
+        raise
     temporary.chmod(0o644)
     os.rename(temporary, target)
     return None
