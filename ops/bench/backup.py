@@ -606,27 +606,28 @@ def growth(bench: Bench, results: Results) -> None:
     shutil.rmtree(media)
 
 
+def _purelib(python: Path) -> str:
+    """The site-packages directory of that Python (its venv's)."""
+    return subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def dbbackup_python(venv: Path, version: str) -> Path:
     """The venv's python, with django-dbbackup installed in it (not in the project's venv); the
-    project's packages are visible to it through a .pth file."""
+    project's packages are visible to it through a .pth file, written again on every run: a venv
+    kept from another checkout must see this one's packages."""
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run(
             [getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True
         )
-        site_packages = subprocess.run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        ours = subprocess.run(
-            [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        Path(site_packages, "shop-project-venv.pth").write_text(ours + "\n")
+    site_packages = _purelib(python)
+    ours = Path(_purelib(Path(sys.executable))).resolve()
+    Path(site_packages, "shop-project-venv.pth").write_text(f"{ours}\n")
     installed = subprocess.run([str(python), "-c", "import dbbackup"], capture_output=True, check=False)
     if installed.returncode != 0:
         subprocess.run([str(python), "-m", "pip", "install", "-q", f"django-dbbackup=={version}"], check=True)
