@@ -4,6 +4,7 @@ Development (`DJANGO_DEBUG=true`, set in .env) works out of the box on a machine
 and Redis on 127.0.0.1; production (the default) refuses to start without a strong secret key.
 """
 
+import os
 import re
 from datetime import timedelta
 from email.utils import getaddresses
@@ -328,6 +329,22 @@ LOG_DIR = env.path("LOG_DIR", default=BASE_DIR / "data" / "logs")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FILE_NAME = env.str("LOG_FILE_NAME", default="shop.log")
 Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+
+
+def _log_file_problem(path: Path) -> str | None:
+    """Why the log file cannot be written, or None. The handler opens it only at the first
+    record (shop/logfile.py), so a process would otherwise start and fail at its first log line."""
+    if path.exists():
+        if not path.is_file():
+            return "is not a file"
+        return None if os.access(path, os.W_OK) else "is not writable by this process"
+    return None if os.access(path.parent, os.W_OK | os.X_OK) else "cannot be created: LOG_DIR is not writable"
+
+
+if problem := _log_file_problem(Path(LOG_DIR) / LOG_FILE_NAME):
+    raise ImproperlyConfigured(
+        f"The log file {Path(LOG_DIR) / LOG_FILE_NAME} {problem} (LOG_DIR, LOG_FILE_NAME)."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -219,3 +219,13 @@ def test_the_log_file_is_not_created_by_a_process_that_logs_nothing(tmp_path):
     result = django_script("import django; django.setup()", tmp_path, LOG_LEVEL="INFO")
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "shop.log").exists()
+
+
+def test_a_log_file_that_cannot_be_written_is_refused_at_start_up(tmp_path):
+    """The file is opened at the first record, so settings check it at start-up instead: a
+    process must not start and then fail at its first log line. (Tests run as root, for whom
+    every existing file is writable: a directory in the file's place stands for any such file.)"""
+    (tmp_path / "shop.log").mkdir()
+    result = django_script("import django; django.setup()", tmp_path)
+    assert result.returncode != 0
+    assert f"The log file {tmp_path / 'shop.log'} is not a file" in result.stderr
